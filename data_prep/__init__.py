@@ -1,0 +1,1 @@
+"""Offline data preparation: plant manifests + raw files -> one tokenized corpus on disk."""

@@ -1,0 +1,56 @@
+"""Alignment: each asset's tags onto one regular grid at the asset's target interval.
+
+Faster tags are averaged per grid step. A slower tag's sample stays valid for its own nominal interval
+(sample-and-hold over the steps it covers, as a historian reports it); beyond that a step is unobserved.
+Gaps are never filled: they go into the observed mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from data_prep.manifest import PlantManifest
+
+
+@dataclass
+class AlignedAsset:
+    asset: str
+    start: pd.Timestamp
+    """UTC timestamp of the first grid step."""
+    interval_s: float
+    tags: list[str]
+    values: np.ndarray  # (channels, time) float64, NaN where unobserved
+    observed: np.ndarray  # (channels, time) bool
+
+
+def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str) -> AlignedAsset | None:
+    """``records``: valid (timestamp, tag, value) of the whole plant. None if the asset has no data."""
+    tags = m.tags_of(asset)
+    iv = m.assets[asset]
+    recs = records[records["tag"].isin([t.name for t in tags])]
+    if recs.empty:
+        return None
+    secs = recs["timestamp"].astype("int64").to_numpy() // 10**9
+    t0 = (secs.min() // int(iv)) * int(iv) if float(iv).is_integer() else secs.min()
+    idx_all = np.floor((secs - t0) / iv).astype(np.int64)
+    length = int(idx_all.max()) + 1
+    values = np.full((len(tags), length), np.nan)
+    for c, t in enumerate(tags):
+        sel = (recs["tag"] == t.name).to_numpy()
+        if not sel.any():
+            continue
+        idx = idx_all[sel]
+        v = recs["value"].to_numpy()[sel]
+        s = np.bincount(idx, weights=v, minlength=length)
+        k = np.bincount(idx, minlength=length)
+        row = np.where(k > 0, s / np.maximum(k, 1), np.nan)
+        hold = int(np.ceil(t.interval_s / iv)) - 1
+        if hold > 0:
+            row = pd.Series(row).ffill(limit=hold).to_numpy()
+        values[c] = row
+    observed = ~np.isnan(values)
+    start = pd.Timestamp(int(t0), unit="s", tz="UTC")
+    return AlignedAsset(asset, start, float(iv), [t.name for t in tags], values, observed)

@@ -1,0 +1,79 @@
+"""Tokenizer spec: how an asset's aligned channels become model tokens.
+
+A token is one patch of ``patch_len`` consecutive values of one channel, after per-series robust scaling
+(median / IQR of the *train* part of the series, so validation and test never inform the scale) and
+clipping. The spec is written into the corpus manifest and into every model config; a model refuses a
+corpus built with another spec, as an LLM refuses another tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TOKENIZER_VERSION = "1"
+SCALINGS = ("robust", "none")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    patch_len: int = 16
+    """Values per token (patch)."""
+    scaling: str = "robust"
+    """Per-series scaling: "robust" = (x - median) / (IQR / 1.349); "none" = raw values."""
+    clip: float = 50.0
+    """Scaled values are clipped to [-clip, clip]."""
+    dtype: str = "float32"
+    """Storage dtype of scaled values in the corpus."""
+    version: str = TOKENIZER_VERSION
+    """Version of this tokenization scheme; bumped whenever its meaning changes."""
+
+    def __post_init__(self) -> None:
+        if self.patch_len < 1:
+            raise ValueError(f"tokenizer.patch_len must be >= 1, got {self.patch_len}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"tokenizer.scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.clip <= 0:
+            raise ValueError(f"tokenizer.clip must be > 0, got {self.clip}")
+        if self.dtype not in ("float32", "float16"):
+            raise ValueError(f"tokenizer.dtype must be float32 or float16, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def scale_stats(self, x: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (loc, scale) from the observed values of ``x`` (channels, time)."""
+        c = x.shape[0]
+        loc = np.zeros(c)
+        scale = np.ones(c)
+        if self.scaling == "none":
+            return loc, scale
+        for i in range(c):
+            v = x[i, observed[i]]
+            if v.size == 0:
+                continue
+            q25, q50, q75 = np.percentile(v, [25, 50, 75])
+            s = (q75 - q25) / 1.349
+            if not s > 1e-8:
+                s = float(np.std(v))
+            loc[i] = q50
+            scale[i] = s if s > 1e-8 else 1.0
+        return loc, scale
+
+    def encode(self, x: np.ndarray, observed: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Scale and clip (channels, time); unobserved positions become 0."""
+        z = (x - loc[:, None]) / scale[:, None]
+        z = np.clip(z, -self.clip, self.clip)
+        return np.where(observed, z, 0.0).astype(self.dtype)
+
+    @staticmethod
+    def decode(z: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Inverse of ``encode`` (up to clipping) along the channel axis 0."""
+        return z * scale[:, None] + loc[:, None]
