@@ -1,0 +1,1 @@
+"""Corpus reading, window sampling, collate, LightningDataModules."""

@@ -1,0 +1,91 @@
+"""LightningDataModule over a corpus on disk."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from data_prep.corpus import load_corpus_manifest
+from fm.data.windows import WindowDataset, WindowSpec, check_spec, collate, open_split
+
+
+class CorpusDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        corpus: str,
+        context_patches: int = 32,
+        horizon_patches: int = 4,
+        batch_size: int = 32,
+        mask_ratio: float = 0.15,
+        mean_span: int = 3,
+        stride_patches: int = 1,
+        eval_stride_patches: int | None = None,
+        plants: list[str] | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        """
+        Args:
+            corpus: Folder written by ``fm prep build``.
+            context_patches: Patches of context per window.
+            horizon_patches: Future patches per window (the forecast target).
+            batch_size: Windows per batch (per device).
+            mask_ratio: Share of context patches masked in random spans (reconstruction target); 0 = forecast only.
+            mean_span: Mean length (patches) of a masked span.
+            stride_patches: Step between training windows, in patches.
+            eval_stride_patches: Step between validation windows (default: horizon_patches, non-overlapping futures).
+            plants: Only these plant ids (default: all).
+            num_workers: DataLoader workers.
+            seed: Seeds the shuffling and the masks.
+        """
+        super().__init__()
+        if context_patches < 1 or horizon_patches < 1:
+            raise ValueError("context_patches and horizon_patches must be >= 1")
+        if not 0 <= mask_ratio < 1:
+            raise ValueError("mask_ratio must be in [0, 1)")
+        self.save_hyperparameters()
+        self.corpus = corpus
+        self.manifest: dict | None = None
+
+    def check_model_spec(self, model_spec) -> None:
+        self.manifest = check_spec(self.corpus, model_spec)
+
+    def _spec(self, train: bool) -> WindowSpec:
+        hp = self.hparams
+        if self.manifest is None:
+            self.manifest = load_corpus_manifest(self.corpus)
+        return WindowSpec(
+            context_patches=hp.context_patches,
+            horizon_patches=hp.horizon_patches,
+            patch_len=int(self.manifest["tokenizer"]["patch_len"]),
+            stride_patches=hp.stride_patches if train else (hp.eval_stride_patches or hp.horizon_patches),
+            mask_ratio=hp.mask_ratio,
+            mean_span=hp.mean_span,
+            seed=hp.seed if train else hp.seed + 1,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = WindowDataset(open_split(self.corpus, "train"), self._spec(True), self.hparams.plants)
+            self.val_set = WindowDataset(open_split(self.corpus, "validation"), self._spec(False), self.hparams.plants)
+            if len(self.train_set) == 0:
+                raise ValueError(f"{self.corpus}: no training window of {self._spec(True).length} steps; shorten the context")
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.hparams.seed)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            generator=g,
+            collate_fn=collate,
+            num_workers=self.hparams.num_workers,
+            drop_last=True,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_set, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=collate,
+            num_workers=self.hparams.num_workers,
+        )

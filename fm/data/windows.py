@@ -1,0 +1,159 @@
+"""Windows over the corpus: the training and evaluation samples of MAX-FM.
+
+A window is ``context_patches + horizon_patches`` patches of one asset (all its channels). The last
+``horizon_patches`` are the *future* (always masked: the forecast target); inside the context, random spans
+of patches are masked with probability ``mask_ratio`` (the reconstruction target). Masks are drawn from a
+generator seeded by (seed, window index), so a window is the same sample whenever and wherever it is read:
+resumed runs and other ranks see exactly the same data for the same index.
+
+Validation/test rows carry ``prefix_len`` leading steps from the previous split: windows there start so
+that their future lies entirely after the prefix (the prefix is context only, never a target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data_prep.corpus import load_corpus_manifest
+from data_prep.tokenizer import TokenizerSpec
+
+
+class SpecMismatchError(ValueError):
+    """A corpus was built with another tokenizer spec than the model's."""
+
+
+def check_spec(corpus: str | Path, model_spec: TokenizerSpec) -> dict:
+    """Refuse a corpus whose tokenizer spec differs from the model's (like an LLM refuses another tokenizer)."""
+    manifest = load_corpus_manifest(corpus)
+    corpus_spec = manifest["tokenizer"]
+    if corpus_spec != model_spec.to_dict():
+        diff = {k: (corpus_spec.get(k), v) for k, v in model_spec.to_dict().items() if corpus_spec.get(k) != v}
+        raise SpecMismatchError(
+            f"{corpus}: corpus tokenizer spec differs from the model config's (key: (corpus, model)) {diff}; "
+            "rebuild the corpus with the model's spec or pick a model config that matches"
+        )
+    return manifest
+
+
+def open_split(corpus: str | Path, split: str):
+    import datasets
+
+    path = Path(corpus) / "data"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{corpus}: no data/ folder; build the corpus with `fm prep build`")
+    dd = datasets.load_from_disk(str(path))
+    if split not in dd:
+        raise KeyError(f"{corpus}: no split {split!r}; splits are {list(dd)}")
+    return dd[split]
+
+
+@dataclass
+class WindowSpec:
+    context_patches: int
+    horizon_patches: int
+    patch_len: int
+    stride_patches: int = 1
+    mask_ratio: float = 0.0
+    mean_span: int = 3
+    seed: int = 0
+
+    @property
+    def length(self) -> int:
+        return (self.context_patches + self.horizon_patches) * self.patch_len
+
+
+class WindowDataset(Dataset):
+    """Map-style dataset of windows over one split of a corpus."""
+
+    def __init__(self, rows, spec: WindowSpec, plants: list[str] | None = None, min_observed: float = 0.5):
+        self.spec = spec
+        self.series: list[dict] = []
+        index = []
+        W, L = spec.length, spec.patch_len
+        for r in rows.with_format("numpy"):
+            if plants and r["plant_id"] not in plants:
+                continue
+            values = np.stack(r["values"]).astype(np.float32)  # (channels, time)
+            observed = np.stack(r["observed"]).astype(bool)
+            sid = len(self.series)
+            self.series.append(
+                {
+                    "series_id": str(r["series_id"]),
+                    "values": values,
+                    "observed": observed,
+                    "kinds": np.asarray(r["kinds"], dtype=np.int64),
+                    "loc": np.asarray(r["loc"], dtype=np.float64),
+                    "scale": np.asarray(r["scale"], dtype=np.float64),
+                    "channels": [str(c) for c in r["channels"]],
+                    "interval_s": float(r["interval_s"]),
+                    "prefix_len": int(r["prefix_len"]),
+                }
+            )
+            T = values.shape[1]
+            first = max(0, int(r["prefix_len"]) - spec.context_patches * L)
+            for s in range(first, T - W + 1, spec.stride_patches * L):
+                fut = observed[:, s + spec.context_patches * L : s + W]
+                ctx = observed[:, s : s + spec.context_patches * L]
+                if ctx.mean() >= min_observed and fut.any():
+                    index.append((sid, s))
+        self.index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def target_mask(self, i: int) -> np.ndarray:
+        """(patches,) bool: masked context spans (reconstruction) + the future patches (forecast)."""
+        sp = self.spec
+        p = sp.context_patches + sp.horizon_patches
+        m = np.zeros(p, dtype=bool)
+        m[sp.context_patches :] = True
+        if sp.mask_ratio > 0:
+            rng = np.random.default_rng((sp.seed, int(i)))
+            want = int(round(sp.mask_ratio * sp.context_patches))
+            while m[: sp.context_patches].sum() < want:
+                span = int(rng.geometric(1.0 / sp.mean_span))
+                start = int(rng.integers(0, sp.context_patches))
+                m[start : min(start + span, sp.context_patches)] = True
+        return m
+
+    def __getitem__(self, i: int) -> dict:
+        sid, s = self.index[i]
+        r = self.series[sid]
+        W = self.spec.length
+        c = r["values"].shape[0]
+        return {
+            "values": torch.from_numpy(r["values"][:, s : s + W].copy()),
+            "observed": torch.from_numpy(r["observed"][:, s : s + W].copy()),
+            "kinds": torch.from_numpy(r["kinds"]),
+            "target_mask": torch.from_numpy(np.broadcast_to(self.target_mask(i), (c, self.spec.context_patches + self.spec.horizon_patches)).copy()),
+            "n_future": self.spec.horizon_patches,
+        }
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack windows, padding channels to the widest asset in the batch (channel_mask marks real ones)."""
+    c = max(it["values"].shape[0] for it in items)
+    b = len(items)
+    t = items[0]["values"].shape[1]
+    p = items[0]["target_mask"].shape[1]
+    out = {
+        "values": torch.zeros(b, c, t),
+        "observed": torch.zeros(b, c, t, dtype=torch.bool),
+        "kinds": torch.zeros(b, c, dtype=torch.long),
+        "target_mask": torch.zeros(b, c, p, dtype=torch.bool),
+        "channel_mask": torch.zeros(b, c, dtype=torch.bool),
+        "n_future": torch.tensor(items[0]["n_future"]),
+    }
+    for j, it in enumerate(items):
+        k = it["values"].shape[0]
+        out["values"][j, :k] = it["values"]
+        out["observed"][j, :k] = it["observed"]
+        out["kinds"][j, :k] = it["kinds"]
+        out["target_mask"][j, :k] = it["target_mask"]
+        out["channel_mask"][j, :k] = True
+    return out

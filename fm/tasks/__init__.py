@@ -1,0 +1,1 @@
+"""Task heads and their evaluation: inspection, maintenance, energy."""

@@ -1,0 +1,1 @@
+"""LightningModules, losses, the training CLI (launch code lives here, never in fm.model)."""

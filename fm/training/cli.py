@@ -1,0 +1,82 @@
+"""`fm pretrain` / `fm finetune`: LightningCLI over MaxFMModule + CorpusDataModule, YAML-stacked configs.
+
+    fm pretrain --config configs/model/tiny.yaml --config configs/pretrain/demo.yaml [--data.corpus DIR]
+    fm finetune --config configs/finetune/energy.yaml --model.init_from runs/demo/pretrain/hf
+
+Both end by writing an HF export (``save_pretrained``) of the trained model to ``--export_dir``
+(default ``<trainer.default_root_dir>/hf``). ``--resume last`` continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from fm.data.datamodule import CorpusDataModule
+from fm.training.module import MaxFMModule
+
+
+class MaxFMCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--export_dir", type=str | None, default=None, help="Where to write the HF export.")
+        parser.add_argument(
+            "--resume", type=str | None, default=None, help="Checkpoint to resume from, or 'last' for <root>/checkpoints/last.ckpt."
+        )
+        parser.add_argument("--print_size", type=bool, default=False, help="Print the parameter count and exit.")
+
+
+def count_parameters(module) -> dict[str, int]:
+    total = sum(p.numel() for p in module.parameters())
+    head = sum(p.numel() for n, p in module.named_parameters() if n.startswith("head"))
+    emb = sum(p.numel() for n, p in module.named_parameters() if "embed" in n)
+    return {"total": total, "blocks": total - head - emb, "embeddings": emb, "head": head}
+
+
+def run(args: list[str], stage: str) -> int:
+    cli = MaxFMCLI(
+        MaxFMModule,
+        CorpusDataModule,
+        args=args,
+        run=False,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, auto_insert_metric_name=False)]},
+    )
+    cfg = cli.config
+    model = cli.model
+    if cfg.print_size:
+        sizes = count_parameters(model.model)
+        print(json.dumps({"arch": model.arch.to_dict(), "parameters": sizes}, indent=2))
+        return 0
+    if stage == "finetune" and not model.hparams.init_from:
+        raise SystemExit("fm finetune: --model.init_from (a pretrained export folder) is required")
+    root = Path(cli.trainer.default_root_dir)
+    ckpt = cfg.resume
+    if ckpt == "last":
+        ckpt = str(root / "checkpoints" / "last.ckpt")
+    cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"
+    if cli.trainer.is_global_zero:
+        model.model.save_pretrained(export)
+        summary = {
+            "stage": stage,
+            "global_step": int(cli.trainer.global_step),
+            "metrics": {k: float(v) for k, v in cli.trainer.callback_metrics.items()},
+            "corpus": cli.datamodule.corpus,
+            "corpus_tokens": (cli.datamodule.manifest or {}).get("splits"),
+            "plants": cli.datamodule.hparams.plants,
+        }
+        (export / "training_summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"[{stage}] HF export written to {export}")
+    return 0
+
+
+def pretrain_main(args: list[str]) -> int:
+    return run(args, "pretrain")
+
+
+def finetune_main(args: list[str]) -> int:
+    return run(args, "finetune")

@@ -1,0 +1,132 @@
+"""LightningModule for pretraining and forecast fine-tuning of MAX-FM.
+
+One module serves both: pretraining masks random context spans and the future; forecast fine-tuning
+(the energy task) starts from a pretrained export (``init_from``) and masks only the future. Hyper-
+parameters are stored as plain dicts, so checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+
+from fm.model import ArchConfig, MaxFMConfig, MaxFMModel
+from fm.training.losses import masked_mean, pinball
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.05
+    """Decoupled weight decay on matrices (not on norms or embeddings)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 50
+    """Linear warmup steps, then cosine decay to ``min_lr_ratio * lr`` at the trainer's max_steps."""
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("optim: need lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1")
+
+
+@dataclass
+class ObjectiveConfig:
+    forecast_weight: float = 1.0
+    """Weight of the pinball loss on future patches."""
+    reconstruction_weight: float = 1.0
+    """Weight of the pinball loss on masked context patches."""
+
+    def __post_init__(self) -> None:
+        if self.forecast_weight < 0 or self.reconstruction_weight < 0 or self.forecast_weight + self.reconstruction_weight == 0:
+            raise ValueError("objective weights must be >= 0 and not both 0")
+
+
+class MaxFMModule(L.LightningModule):
+    def __init__(
+        self,
+        arch: ArchConfig | None = None,
+        optim: OptimConfig | None = None,
+        objective: ObjectiveConfig | None = None,
+        init_from: str | None = None,
+    ):
+        """
+        Args:
+            arch: Model architecture (``configs/model/*.yaml``).
+            optim: Optimizer and schedule.
+            objective: Loss weights.
+            init_from: A MAX-FM export folder (``save_pretrained``) to start from; its architecture wins over ``arch``.
+        """
+        super().__init__()
+        arch = arch or ArchConfig()
+        optim = optim or OptimConfig()
+        objective = objective or ObjectiveConfig()
+        if init_from:
+            self.model = MaxFMModel.from_pretrained(init_from)
+            arch = self.model.config.arch
+        else:
+            self.model = MaxFMModel(MaxFMConfig.from_arch(arch))
+        self.arch, self.optim_cfg, self.objective = arch, optim, objective
+        self.save_hyperparameters(
+            {"arch": arch.to_dict(), "optim": asdict(optim), "objective": asdict(objective), "init_from": init_from}
+        )
+        self.register_buffer("quantiles", torch.tensor(arch.quantiles), persistent=False)
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "check_model_spec"):
+            dm.check_model_spec(self.arch.tokenizer)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = self.model(
+            batch["values"], batch["observed"], batch["kinds"], batch["target_mask"], batch["channel_mask"]
+        )
+        b, c, p, L, q = out.quantiles_norm.shape
+        y = ((batch["values"] - out.loc) / out.scale).view(b, c, p, L)
+        per_value = pinball(out.quantiles_norm, y, self.quantiles)  # (b, c, p, L)
+        obs = batch["observed"].view(b, c, p, L) & batch["channel_mask"][:, :, None, None]
+        tm = batch["target_mask"][..., None]
+        n_ctx = p - int(batch["n_future"])
+        future = torch.zeros_like(tm)
+        future[:, :, n_ctx:] = True
+        f_loss = masked_mean(per_value, obs & tm & future)
+        r_loss = masked_mean(per_value, obs & tm & ~future)
+        total = self.objective.forecast_weight * f_loss + self.objective.reconstruction_weight * r_loss
+        return {"loss": total, "loss_forecast": f_loss, "loss_reconstruction": r_loss}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        bs = batch["values"].shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses = self.losses(batch)
+        bs = batch["values"].shape[0]
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for n, p in self.model.named_parameters():
+            (decay if p.ndim >= 2 and "embed" not in n else no_decay).append(p)
+        o = self.optim_cfg
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr,
+            betas=tuple(o.betas),
+        )
+        total = max(1, int(self.trainer.max_steps) if self.trainer.max_steps and self.trainer.max_steps > 0 else 1000)
+
+        def schedule(step: int) -> float:
+            if step < o.warmup_steps:
+                return (step + 1) / (o.warmup_steps + 1)
+            t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
