@@ -256,7 +256,7 @@ def make_line(root: Path, rng: np.random.Generator, days: int) -> Path:
     )
     # Artefacts: a few missing intervals and two duplicated export rows.
     df = df.drop(index=rng.choice(np.arange(10, n - 10), 8, replace=False))
-    df = pd.concat([df, df.iloc[[100, 2000]]]).sort_index(kind="stable").reset_index(drop=True)
+    df = pd.concat([df, df.iloc[[len(df) // 10, len(df) // 2]]]).sort_index(kind="stable").reset_index(drop=True)
     raw = root / "line_c" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     df.to_csv(raw / "line_power.csv", index=False)

@@ -16,7 +16,7 @@ from data_prep.manifest import SENSOR_KINDS
 from fm.data.windows import check_spec, open_split
 from fm.eval.baselines import seasonal_naive
 from fm.eval.metrics import mase, seasonal_error, wql
-from fm.model import MaxFMModel
+from fm.release.export import load_model
 
 
 def evaluate_forecast(
@@ -30,7 +30,7 @@ def evaluate_forecast(
     season_s: float = 86400.0,
     batch_size: int = 64,
 ) -> dict:
-    model = MaxFMModel.from_pretrained(str(model_dir)).eval()
+    model = load_model(model_dir).eval()
     check_spec(corpus, model.config.tokenizer_spec)
     kind_id = SENSOR_KINDS.index(target_kind)
     levels = np.asarray(model.config.quantiles)

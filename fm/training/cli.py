@@ -10,6 +10,7 @@ Both end by writing an HF export (``save_pretrained``) of the trained model to `
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -36,6 +37,8 @@ def count_parameters(module) -> dict[str, int]:
 
 
 def run(args: list[str], stage: str) -> int:
+    # `fm` hands LightningCLI its own argument list; sys.argv holds the `fm` command line, which is expected.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = MaxFMCLI(
         MaxFMModule,
         CorpusDataModule,

@@ -65,7 +65,7 @@ class MaxFMModule(L.LightningModule):
         optim = optim or OptimConfig()
         objective = objective or ObjectiveConfig()
         if init_from:
-            self.model = MaxFMModel.from_pretrained(init_from)
+            self.model = MaxFMModel.from_pretrained(init_from).train()  # from_pretrained returns eval mode
             arch = self.model.config.arch
         else:
             self.model = MaxFMModel(MaxFMConfig.from_arch(arch))

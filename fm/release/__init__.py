@@ -1,0 +1,1 @@
+"""Release: export folder, model card, push to the Hub."""

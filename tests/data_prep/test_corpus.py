@@ -1,0 +1,88 @@
+import json
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.corpus import SPLITS, PrepConfig, build_corpus
+from data_prep.tokenizer import TokenizerSpec
+
+
+def test_corpus_layout_and_manifest(corpus):
+    m = json.loads((corpus / "manifest.json").read_text())
+    assert m["tokenizer"] == TokenizerSpec().to_dict()
+    assert set(m["plants"]) == {"kiln_a", "pump_b", "line_c"}
+    dd = datasets.load_from_disk(str(corpus / "data"))
+    assert set(dd) == set(SPLITS)
+    for s in SPLITS:
+        assert len(dd[s]) == m["splits"][s]["series"] == 3
+        assert m["splits"][s]["tokens"] == sum(p["splits"][s]["tokens"] for p in m["plants"].values())
+    assert m["shards"] and all(len(h) == 64 for h in m["shards"].values())
+    for p in m["plants"].values():
+        assert p["inputs"][0]["sha256"] and p["inputs"][0]["rows"] > 0
+
+
+def test_every_input_row_accounted(corpus, plants_dir):
+    m = json.loads((corpus / "manifest.json").read_text())
+    raw_rows = {
+        "kiln_a": len(pd.read_csv(plants_dir / "kiln_a/raw/kiln_export.csv", sep=";")),
+        "pump_b": len(pd.read_parquet(plants_dir / "pump_b/raw/pump_history.parquet")),
+        "line_c": len(pd.read_csv(plants_dir / "line_c/raw/line_power.csv")),
+    }
+    for pid, p in m["plants"].items():
+        assert p["rows_in"] == raw_rows[pid]
+        assert p["kept"] + p["repaired"] + p["quarantined"] == p["rows_in"]
+        q = pd.read_csv(corpus / "quarantine" / f"{pid}.csv")
+        assert len(q) == p["quarantined"]
+    assert m["plants"]["line_c"]["quarantined"] == 2  # the two duplicated export rows
+    assert m["plants"]["pump_b"]["repaired"] == 6  # the six 999 spikes
+    rep = json.loads((corpus / "reports/kiln_a.json").read_text())
+    assert rep["files"][0]["repaired_cells"] == {"non_numeric": 5, "stuck": 240}
+    assert "kept" in (corpus / "reports/kiln_a.txt").read_text()
+
+
+def test_splits_are_by_time_and_do_not_overlap(corpus):
+    dd = datasets.load_from_disk(str(corpus / "data"))
+    by = {s: {r["series_id"]: r for r in dd[s]} for s in SPLITS}
+    for sid, tr in by["train"].items():
+        t_train_end = pd.Timestamp(tr["start"]) + pd.Timedelta(seconds=tr["interval_s"] * len(tr["values"][0]))
+        va, te = by["validation"][sid], by["test"][sid]
+        va_first_target = pd.Timestamp(va["start"]) + pd.Timedelta(seconds=va["interval_s"] * va["prefix_len"])
+        te_first_target = pd.Timestamp(te["start"]) + pd.Timedelta(seconds=te["interval_s"] * te["prefix_len"])
+        va_end = pd.Timestamp(va["start"]) + pd.Timedelta(seconds=va["interval_s"] * len(va["values"][0]))
+        assert va_first_target == t_train_end
+        assert te_first_target == va_end
+        assert tr["prefix_len"] == 0 and va["prefix_len"] == 512
+
+
+def test_scaling_uses_train_statistics_only(corpus):
+    dd = datasets.load_from_disk(str(corpus / "data")).with_format("numpy")
+    tr = next(r for r in dd["train"] if r["plant_id"] == "line_c")
+    te = next(r for r in dd["test"] if r["plant_id"] == "line_c")
+    np.testing.assert_array_equal(tr["loc"], te["loc"])
+    np.testing.assert_array_equal(tr["scale"], te["scale"])
+    vals, obs = np.stack(tr["values"]), np.stack(tr["observed"])
+    for c in range(vals.shape[0]):
+        assert abs(np.median(vals[c][obs[c]])) < 1e-5  # robust scaling centres the train median at 0
+    assert not np.stack(tr["observed"]).all()  # gaps are in the mask, not filled
+
+
+def test_slow_tag_held_for_its_interval(corpus):
+    dd = datasets.load_from_disk(str(corpus / "data")).with_format("numpy")
+    pump = next(r for r in dd["train"] if r["plant_id"] == "pump_b")
+    ch = list(pump["channels"]).index("BRG_TEMP")
+    obs = np.stack(pump["observed"])[ch]
+    assert obs.mean() > 0.95  # 5-min samples cover the 1-min grid for their nominal interval
+
+
+def test_other_tokenizer_spec_is_recorded(tmp_path, manifests):
+    m = build_corpus(manifests[:1], tmp_path / "c", PrepConfig(tokenizer=TokenizerSpec(patch_len=8)), log=lambda *_: None)
+    assert m["tokenizer"]["patch_len"] == 8 and m["tokenizer_hash"] != TokenizerSpec().hash
+
+
+def test_recipe_yaml_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("tokenizer: {patch_len: 8, colour: red}\n")
+    with pytest.raises(ValueError, match="colour"):
+        PrepConfig.from_yaml(p)
