@@ -8,7 +8,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4'
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test clean
 
 setup: $(VENV)/.installed
 
@@ -23,10 +23,8 @@ demo: setup
 	$(BIN)/fm demo --workdir $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-lint: setup
 	$(BIN)/ruff check fm data_prep scripts tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs
