@@ -18,6 +18,8 @@ from data_prep.manifest import PlantManifest
 @dataclass
 class AlignedAsset:
     asset: str
+    series: str
+    """Series of the asset ("" when the asset has one; else a run / unit id)."""
     start: pd.Timestamp
     """UTC timestamp of the first grid step."""
     interval_s: float
@@ -26,13 +28,15 @@ class AlignedAsset:
     observed: np.ndarray  # (channels, time) bool
 
 
-def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str) -> AlignedAsset | None:
-    """``records``: valid (timestamp, tag, value) of the whole plant. None if the asset has no data."""
+def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str) -> list[AlignedAsset]:
+    """``records``: valid (series, timestamp, tag, value) of the whole plant. One result per series."""
+    recs = records[records["tag"].isin([t.name for t in m.tags_of(asset)])]
+    return [_align_series(g, m, asset, str(key)) for key, g in recs.groupby("series", sort=True)]
+
+
+def _align_series(recs: pd.DataFrame, m: PlantManifest, asset: str, series: str) -> AlignedAsset:
     tags = m.tags_of(asset)
     iv = m.assets[asset]
-    recs = records[records["tag"].isin([t.name for t in tags])]
-    if recs.empty:
-        return None
     secs = recs["timestamp"].astype("int64").to_numpy() // 10**9
     t0 = (secs.min() // int(iv)) * int(iv) if float(iv).is_integer() else secs.min()
     idx_all = np.floor((secs - t0) / iv).astype(np.int64)
@@ -53,4 +57,4 @@ def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str) -> AlignedA
         values[c] = row
     observed = ~np.isnan(values)
     start = pd.Timestamp(int(t0), unit="s", tz="UTC")
-    return AlignedAsset(asset, start, float(iv), [t.name for t in tags], values, observed)
+    return AlignedAsset(asset, series, start, float(iv), [t.name for t in tags], values, observed)

@@ -117,49 +117,47 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig) -> tuple[dict[str, list[dict]]
     valid, reports, quarantine = [], [], []
     inputs = []
     for spec in m.files:
-        rec = read_file(m, spec)
-        v = validate(rec, m, wide=spec.format == "wide_csv")
-        valid.append(v.records)
-        reports.append(v.report)
-        quarantine.append(v.quarantine)
-        inputs.append({"file": spec.path, "sha256": sha256_file(m.resolve(spec.path)), "rows": rec.n_rows})
+        for rec in read_file(m, spec):
+            v = validate(rec, m, wide=spec.format == "wide_csv")
+            valid.append(v.records)
+            reports.append(v.report)
+            quarantine.append(v.quarantine)
+            inputs.append({"file": rec.file, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
     records = pd.concat(valid, ignore_index=True)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kinds = {t.name: SENSOR_KINDS.index(t.kind) for t in m.tags}
     units = {t.name: t.unit for t in m.tags}
     spec_tok = cfg.tokenizer
     for asset in m.assets:
-        al = align_asset(records, m, asset)
-        if al is None:
-            continue
-        bounds = _split_bounds(al.values.shape[1], cfg)
-        a, b = bounds["train"]
-        loc, scale = spec_tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
-        z = spec_tok.encode(np.nan_to_num(al.values), al.observed, loc, scale)
-        for split, (s, e) in bounds.items():
-            if e <= s:
-                continue
-            p = 0 if split == "train" else min(cfg.context_prefix, s)
-            start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
-            rows[split].append(
-                {
-                    "series_id": f"{m.plant_id}/{asset}",
-                    "plant_id": m.plant_id,
-                    "asset_id": asset,
-                    "stage": m.stage,
-                    "sharing": m.sharing,
-                    "start": start.isoformat(),
-                    "interval_s": al.interval_s,
-                    "prefix_len": p,
-                    "channels": al.tags,
-                    "kinds": [kinds[t] for t in al.tags],
-                    "units": [units[t] for t in al.tags],
-                    "loc": loc.tolist(),
-                    "scale": scale.tolist(),
-                    "values": z[:, s - p : e],
-                    "observed": al.observed[:, s - p : e],
-                }
-            )
+        for al in align_asset(records, m, asset):
+            bounds = _split_bounds(al.values.shape[1], cfg)
+            a, b = bounds["train"]
+            loc, scale = spec_tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
+            z = spec_tok.encode(np.nan_to_num(al.values), al.observed, loc, scale)
+            for split, (s, e) in bounds.items():
+                if e <= s:
+                    continue
+                p = 0 if split == "train" else min(cfg.context_prefix, s)
+                start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
+                rows[split].append(
+                    {
+                        "series_id": f"{m.plant_id}/{asset}" + (f"/{al.series}" if al.series else ""),
+                        "plant_id": m.plant_id,
+                        "asset_id": asset,
+                        "stage": m.stage,
+                        "sharing": m.sharing,
+                        "start": start.isoformat(),
+                        "interval_s": al.interval_s,
+                        "prefix_len": p,
+                        "channels": al.tags,
+                        "kinds": [kinds[t] for t in al.tags],
+                        "units": [units[t] for t in al.tags],
+                        "loc": loc.tolist(),
+                        "scale": scale.tolist(),
+                        "values": z[:, s - p : e],
+                        "observed": al.observed[:, s - p : e],
+                    }
+                )
     report = {
         "plant_id": m.plant_id,
         "manifest": str(m.source),

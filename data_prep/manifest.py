@@ -84,6 +84,9 @@ class TagSpec:
     stuck_after_s: float | None = 7200.0
     """A run of identical values lasting this long is a stuck sensor and is masked; None disables the rule
     (for tags that are legitimately constant, e.g. a production counter on a Sunday)."""
+    sharing: str | None = None
+    """Sharing level of this tag when stricter than the plant's (e.g. a recipe setpoint kept private);
+    None = the plant's level. A tag cannot be more open than its plant."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,12 @@ class PlantManifest:
                 )
             if t.interval_s <= 0:
                 raise ManifestError(f"{where}: key 'tags[{t.name}].interval_s' must be > 0, got {t.interval_s}")
+            if t.sharing is not None and t.sharing not in SHARING_LEVELS:
+                raise ManifestError(f"{where}: key 'tags[{t.name}].sharing' is {t.sharing!r}; expected one of {SHARING_LEVELS}")
+            if t.sharing is not None and SHARING_LEVELS.index(t.sharing) > SHARING_LEVELS.index(self.sharing):
+                raise ManifestError(
+                    f"{where}: key 'tags[{t.name}].sharing' is {t.sharing!r}, more open than the plant's {self.sharing!r}"
+                )
             if t.limits is not None and not (t.limits[0] < t.limits[1]):
                 raise ManifestError(f"{where}: key 'tags[{t.name}].limits' must be [low, high] with low < high")
         for a, iv in self.assets.items():
@@ -155,6 +164,10 @@ class PlantManifest:
 
     def tags_of(self, asset: str) -> list[TagSpec]:
         return [t for t in self.tags if t.asset == asset]
+
+    def tag_sharing(self, tag: TagSpec) -> str:
+        """Effective sharing level of a tag: its own when set (never more open than the plant's)."""
+        return tag.sharing or self.sharing
 
 
 def _build(cls: type, raw: Any, where: str, key: str) -> Any:

@@ -25,7 +25,8 @@ class Records:
     """Number of input rows (data lines of a CSV, records of a long table)."""
     frame: pd.DataFrame
     """Columns: row (int, 0-based input row), timestamp (datetime64[ns, UTC] or NaT), tag (str),
-    value (float, NaN when missing or not numeric), non_numeric (bool: a non-empty cell that is no number)."""
+    value (float, NaN when missing or not numeric), non_numeric (bool: a non-empty cell that is no number),
+    series (str: which series of the asset the row belongs to, e.g. a run or unit id; "" when one)."""
     unmapped_columns: list[str]
 
 
@@ -70,7 +71,9 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec) -> Records:
     rows = np.arange(len(df))
     for c in tag_cols:
         v, bad = _numeric(df[c], spec.decimal)
-        parts.append(pd.DataFrame({"row": rows, "timestamp": ts.to_numpy(), "tag": c, "value": v, "non_numeric": bad}))
+        parts.append(
+            pd.DataFrame({"row": rows, "timestamp": ts.to_numpy(), "tag": c, "value": v, "non_numeric": bad, "series": ""})
+        )
     frame = pd.concat(parts, ignore_index=True) if parts else _empty()
     if len(df) and not tag_cols:
         raise ManifestError(f"{path}: none of the manifest's tags appear as columns; columns are {list(df.columns)}")
@@ -79,7 +82,7 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec) -> Records:
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"row": [], "timestamp": [], "tag": [], "value": [], "non_numeric": []})
+    return pd.DataFrame({"row": [], "timestamp": [], "tag": [], "value": [], "non_numeric": [], "series": []})
 
 
 def read_long(m: PlantManifest, spec: FileSpec) -> Records:
@@ -104,6 +107,7 @@ def read_long(m: PlantManifest, spec: FileSpec) -> Records:
             "tag": df[spec.tag_column].astype(str).to_numpy(),
             "value": v,
             "non_numeric": bad,
+            "series": "",
         }
     )
     frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
@@ -113,8 +117,9 @@ def read_long(m: PlantManifest, spec: FileSpec) -> Records:
 READERS = {"wide_csv": read_wide_csv, "long_parquet": read_long, "long_csv": read_long}
 
 
-def read_file(m: PlantManifest, spec: FileSpec) -> Records:
+def read_file(m: PlantManifest, spec: FileSpec) -> list[Records]:
+    """Read one file entry of a manifest; one Records per raw file it names."""
     path = m.resolve(spec.path)
     if not Path(path).is_file():
         raise ManifestError(f"{m.source}: raw file {spec.path!r} not found at {path}")
-    return READERS[spec.format](m, spec)
+    return [READERS[spec.format](m, spec)]

@@ -42,7 +42,7 @@ class FileReport:
 @dataclass
 class Validated:
     records: pd.DataFrame
-    """Valid values only: timestamp (UTC), tag, value."""
+    """Valid values only: series, timestamp (UTC), tag, value."""
     report: FileReport
     quarantine: pd.DataFrame
     """One row per quarantined input row: file, row, reason."""
@@ -52,7 +52,7 @@ def _stuck_mask(df: pd.DataFrame, m: PlantManifest) -> np.ndarray:
     """True for values that belong to a run of identical values lasting >= the tag's stuck_after_s."""
     out = np.zeros(len(df), dtype=bool)
     limits = {t.name: t.stuck_after_s for t in m.tags}
-    for tag, g in df.groupby("tag", sort=False):
+    for (_, tag), g in df.groupby(["series", "tag"], sort=False):
         after = limits.get(tag)
         if after is None or len(g) < 2:
             continue
@@ -85,11 +85,11 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
         reason[unknown[reason[unknown] == ""]] = "unknown_tag"
     live = df[reason[df["row"].to_numpy()] == ""]
     if wide:
-        first_rows = live.drop_duplicates("row")[["row", "timestamp"]]
-        dup = first_rows.loc[first_rows.duplicated("timestamp", keep="first"), "row"].to_numpy()
+        first_rows = live.drop_duplicates("row")[["row", "series", "timestamp"]]
+        dup = first_rows.loc[first_rows.duplicated(["series", "timestamp"], keep="first"), "row"].to_numpy()
         reason[dup] = "duplicate_timestamp"
     else:
-        dup = live.loc[live.duplicated(["timestamp", "tag"], keep="first"), "row"].to_numpy()
+        dup = live.loc[live.duplicated(["series", "timestamp", "tag"], keep="first"), "row"].to_numpy()
         reason[dup] = "duplicate_record"
 
     df = df[reason[df["row"].to_numpy()] == ""].copy()
@@ -117,6 +117,6 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     report.repaired_cells = dict(sorted(Counter(cell_reason[cell_reason != ""]).items()))
     report.missing_cells = int((np.isnan(v) & ~non_numeric).sum())
     report.check()
-    good = df[np.isfinite(df["value"].to_numpy())][["timestamp", "tag", "value"]]
+    good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value"]]
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": reason[quarantined]})
     return Validated(good.reset_index(drop=True), report, q)

@@ -49,7 +49,7 @@ def test_wide_rules_and_accounting(tmp_path):
     ]
     (tmp_path / "raw.csv").write_text("\n".join(lines) + "\n")
     m = _plant(tmp_path)
-    v = validate(read_file(m, m.files[0]), m, wide=True)
+    v = validate(read_file(m, m.files[0])[0], m, wide=True)
     r = v.report
     assert r.rows == 14
     assert (r.kept, r.repaired, r.quarantined) == (3, 9, 2)
@@ -76,7 +76,7 @@ def test_long_rules(tmp_path):
     )
     df.to_csv(tmp_path / "raw.csv", sep=";", index=False)
     m = _plant(tmp_path, fmt="long_csv")
-    v = validate(read_file(m, m.files[0]), m, wide=False)
+    v = validate(read_file(m, m.files[0])[0], m, wide=False)
     r = v.report
     assert r.quarantine_reasons == {"bad_timestamp": 1, "duplicate_record": 1, "unknown_tag": 1}
     assert r.repaired_cells == {"out_of_limits": 1}
@@ -89,5 +89,5 @@ def test_stuck_rule_can_be_disabled(tmp_path, stuck_after_s, expect):
     rows = ["timestamp;T;P"] + [f"2026-03-01 00:{i:02d}:00;20,0;{i % 3}" for i in range(6)]
     (tmp_path / "raw.csv").write_text("\n".join(rows) + "\n")
     m = _plant(tmp_path, stuck_after_s=stuck_after_s)
-    r = validate(read_file(m, m.files[0]), m, wide=True).report
+    r = validate(read_file(m, m.files[0])[0], m, wide=True).report
     assert r.repaired_cells.get("stuck", 0) == expect
