@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data_prep.manifest import PlantManifest
+from data_prep.manifest import PlantManifest, TagSpec
 
 
 @dataclass
@@ -28,15 +28,15 @@ class AlignedAsset:
     observed: np.ndarray  # (channels, time) bool
 
 
-def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str) -> list[AlignedAsset]:
-    """``records``: valid (series, timestamp, tag, value) of the whole plant. One result per series."""
-    recs = records[records["tag"].isin([t.name for t in m.tags_of(asset)])]
-    return [_align_series(g, m, asset, str(key)) for key, g in recs.groupby("series", sort=True)]
+def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str, tags: list[TagSpec] | None = None) -> list[AlignedAsset]:
+    """``records``: valid (series, timestamp, tag, value) of the whole plant; ``tags``: the asset's
+    channels to keep (default all). One result per series; an empty list when there is no data."""
+    tags = m.tags_of(asset) if tags is None else tags
+    recs = records[records["tag"].isin([t.name for t in tags])]
+    return [_align_series(g, tags, m.assets[asset], asset, str(key)) for key, g in recs.groupby("series", sort=True)]
 
 
-def _align_series(recs: pd.DataFrame, m: PlantManifest, asset: str, series: str) -> AlignedAsset:
-    tags = m.tags_of(asset)
-    iv = m.assets[asset]
+def _align_series(recs: pd.DataFrame, tags: list[TagSpec], iv: float, asset: str, series: str) -> AlignedAsset:
     secs = recs["timestamp"].astype("int64").to_numpy() // 10**9
     t0 = (secs.min() // int(iv)) * int(iv) if float(iv).is_integer() else secs.min()
     idx_all = np.floor((secs - t0) / iv).astype(np.int64)

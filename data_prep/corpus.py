@@ -2,25 +2,34 @@
 
 Layout of a corpus folder::
 
-    manifest.json          tokenizer spec, counts per plant and split, inputs with hashes, build command
-    data/                  DatasetDict.save_to_disk: train/ validation/ test/ Arrow shards
-    reports/<plant>.json   ingest report (rows kept / repaired / quarantined per file, with reasons)
-    reports/<plant>.txt    the same for humans
-    quarantine/<plant>.csv every quarantined input row: file, row (0-based data row), reason
-    labels/<plant>/...     task label files, copied as given
+    manifest.json            tokenizer spec, recipe, counts per plant and split, shard hashes, content hash
+    data/                    DatasetDict.save_to_disk: train/ validation/ test/ heldout/ Arrow shards
+    parts/<plant>/           one finished plant: its rows per split, part.json (fingerprint, counts,
+                             lineage), report.json / report.txt (ingest report), quarantine.csv
+    labels/<plant>/...       task label files, copied as given (only for plants the audience may see)
 
-One row of the dataset is one asset's aligned channels over one split (time range). Splits are by time
-within each asset: the first ``1 - val - test`` of the history is train, then validation, then test.
-Validation/test rows start ``context_prefix`` steps early so forecasts can be made from their first step;
-those ``prefix_len`` steps are context only and are never a training or evaluation target.
+Build = one *part* per plant (parallel with ``num_proc``, or spread over SLURM array tasks with
+``shard_index/num_shards``), then a *merge* of all parts in plant order into ``data/`` + ``manifest.json``.
+A part is written to a temporary folder and renamed when complete, so a killed job leaves either a
+finished part or none; a rerun skips finished parts whose fingerprint (manifest, recipe, key) matches.
+Same inputs + recipe + key -> byte-identical shards and the same ``content_hash``.
+
+One row of the dataset is one series of an asset (all its aligned channels) over one split. Splits are by
+time within each asset (train, then validation, then the most recent test); plants named in
+``held_out_plants`` go whole into ``heldout``. Validation/test rows start ``context_prefix`` steps early so
+forecasts can be made from their first step; those ``prefix_len`` steps are context only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import shutil
 import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,13 +38,14 @@ import numpy as np
 import pandas as pd
 
 from data_prep.align import align_asset
-from data_prep.manifest import SENSOR_KINDS, PlantManifest, load_manifest
+from data_prep.governance import Names, allowed, load_key
+from data_prep.manifest import SENSOR_KINDS, SHARING_LEVELS, PlantManifest, load_manifest
 from data_prep.readers import read_file
 from data_prep.tokenizer import TokenizerSpec
 from data_prep.validate import FileReport, validate
 
-CORPUS_FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test")
+CORPUS_FORMAT_VERSION = 2
+SPLITS = ("train", "validation", "test", "heldout")
 
 FEATURES = datasets.Features(
     {
@@ -54,6 +64,14 @@ FEATURES = datasets.Features(
         "scale": datasets.Sequence(datasets.Value("float64")),
         "values": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
         "observed": datasets.Sequence(datasets.Sequence(datasets.Value("bool"))),
+        "lineage": [
+            {
+                "file": datasets.Value("string"),
+                "sha256": datasets.Value("string"),
+                "first_row": datasets.Value("int64"),
+                "last_row": datasets.Value("int64"),
+            }
+        ],
     }
 )
 
@@ -71,6 +89,11 @@ class PrepConfig:
     """Steps of preceding history carried (as context only) at the start of validation/test rows."""
     max_shard_size: str = "64MB"
     """Bound on the size of one Arrow shard."""
+    sharing: str = "private"
+    """Audience of the corpus: private (your own data, real names), consortium or public (only data whose
+    owners allow that audience, names replaced by keyed pseudonyms)."""
+    held_out_plants: list[str] = field(default_factory=list)
+    """Plants that go whole into the ``heldout`` split (never trained on: transfer evaluation)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
@@ -79,9 +102,12 @@ class PrepConfig:
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to < 1")
         if self.context_prefix < 0:
             raise ValueError("context_prefix must be >= 0")
+        if self.sharing not in SHARING_LEVELS:
+            raise ValueError(f"sharing must be one of {SHARING_LEVELS}, got {self.sharing!r}")
+        self.held_out_plants = sorted(self.held_out_plants)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> PrepConfig:
+    def from_yaml(cls, path: str | Path, **overrides) -> PrepConfig:
         import yaml
 
         raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -93,7 +119,11 @@ class PrepConfig:
         tok_known = set(TokenizerSpec.__dataclass_fields__)
         if set(tok) - tok_known:
             raise ValueError(f"{path}: unknown key(s) {sorted(set(tok) - tok_known)} in 'tokenizer'")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(tokenizer=TokenizerSpec(**tok), **raw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -104,6 +134,10 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _canonical_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _split_bounds(length: int, cfg: PrepConfig) -> dict[str, tuple[int, int]]:
     n_test = int(round(length * cfg.test_fraction))
     n_val = int(round(length * cfg.val_fraction))
@@ -112,68 +146,106 @@ def _split_bounds(length: int, cfg: PrepConfig) -> dict[str, tuple[int, int]]:
     return {"train": (0, a), "validation": (a, b), "test": (b, length)}
 
 
-def prep_plant(m: PlantManifest, cfg: PrepConfig) -> tuple[dict[str, list[dict]], dict, pd.DataFrame]:
-    """Read, validate, align and tokenize one plant. Returns (rows per split, report, quarantine)."""
-    valid, reports, quarantine = [], [], []
-    inputs = []
+@dataclass
+class PlantResult:
+    plant_id: str
+    """The plant's name as written in the corpus (a pseudonym in a shared corpus)."""
+    rows: dict[str, list[dict]]
+    report: dict
+    quarantine: pd.DataFrame
+
+
+def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
+    """Read, validate, govern, align and tokenize one plant. A file that cannot be read is quarantined
+    whole with its reason; the other files go on."""
+    valid, reports, quarantine, inputs, bad_files = [], [], [], [], []
     for spec in m.files:
-        for rec in read_file(m, spec):
+        try:
+            records = read_file(m, spec)
+        except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
+            bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
+            continue
+        for rec in records:
+            fid = names("file", os.path.relpath(rec.file, Path(m.source).parent))
             v = validate(rec, m, wide=spec.format == "wide_csv")
+            v.report.file = fid
+            v.records["file_idx"] = len(inputs)
             valid.append(v.records)
             reports.append(v.report)
-            quarantine.append(v.quarantine)
-            inputs.append({"file": rec.file, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
-    records = pd.concat(valid, ignore_index=True)
+            quarantine.append(v.quarantine.assign(file=fid))
+            inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
+    records = pd.concat(valid, ignore_index=True) if valid else pd.DataFrame(columns=["series", "timestamp", "tag", "value", "row", "file_idx"])
+    kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
+    withheld = [t.name for t in m.tags if t not in kept_tags]
+    pid = names("plant", m.plant_id)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    kinds = {t.name: SENSOR_KINDS.index(t.kind) for t in m.tags}
-    units = {t.name: t.unit for t in m.tags}
-    spec_tok = cfg.tokenizer
+    tok = cfg.tokenizer
+    held_out = m.plant_id in cfg.held_out_plants
     for asset in m.assets:
-        for al in align_asset(records, m, asset):
-            bounds = _split_bounds(al.values.shape[1], cfg)
-            a, b = bounds["train"]
-            loc, scale = spec_tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
-            z = spec_tok.encode(np.nan_to_num(al.values), al.observed, loc, scale)
+        tags = [t for t in kept_tags if t.asset == asset]
+        if not tags:
+            continue
+        asset_recs = records[records["tag"].isin([t.name for t in tags])]
+        lineage = {
+            str(s): [
+                {"file": inputs[int(f)]["file"], "sha256": inputs[int(f)]["sha256"], "first_row": int(g["row"].min()), "last_row": int(g["row"].max())}
+                for f, g in grp.groupby("file_idx", sort=True)
+            ]
+            for s, grp in asset_recs.groupby("series", sort=True)
+        }
+        for al in align_asset(asset_recs, m, asset, tags):
+            length = al.values.shape[1]
+            bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
+            a, b = bounds["heldout" if held_out else "train"]
+            loc, scale = tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
+            z = tok.encode(np.nan_to_num(al.values), al.observed, loc, scale)
+            sid = f"{pid}/{names('asset', asset)}" + (f"/{names('series', al.series)}" if al.series else "")
             for split, (s, e) in bounds.items():
                 if e <= s:
                     continue
-                p = 0 if split == "train" else min(cfg.context_prefix, s)
+                p = min(cfg.context_prefix, s) if split in ("validation", "test") else 0
                 start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
                 rows[split].append(
                     {
-                        "series_id": f"{m.plant_id}/{asset}" + (f"/{al.series}" if al.series else ""),
-                        "plant_id": m.plant_id,
-                        "asset_id": asset,
+                        "series_id": sid,
+                        "plant_id": pid,
+                        "asset_id": names("asset", asset),
                         "stage": m.stage,
                         "sharing": m.sharing,
                         "start": start.isoformat(),
                         "interval_s": al.interval_s,
                         "prefix_len": p,
-                        "channels": al.tags,
-                        "kinds": [kinds[t] for t in al.tags],
-                        "units": [units[t] for t in al.tags],
+                        "channels": [names("tag", t.name) for t in tags],
+                        "kinds": [SENSOR_KINDS.index(t.kind) for t in tags],
+                        "units": [t.unit for t in tags],
                         "loc": loc.tolist(),
                         "scale": scale.tolist(),
                         "values": z[:, s - p : e],
                         "observed": al.observed[:, s - p : e],
+                        "lineage": lineage[al.series],
                     }
                 )
     report = {
-        "plant_id": m.plant_id,
-        "manifest": str(m.source),
+        "plant_id": pid,
         "inputs": inputs,
         "files": [asdict(r) for r in reports],
+        "files_quarantined": bad_files,
+        "tags_withheld": len(withheld),
         "rows": sum(r.rows for r in reports),
         "kept": sum(r.kept for r in reports),
         "repaired": sum(r.repaired for r in reports),
         "quarantined": sum(r.quarantined for r in reports),
     }
+    if not names.pseudonymize:
+        report["manifest"] = str(m.source)
+        report["tags_withheld_names"] = withheld
     assert report["kept"] + report["repaired"] + report["quarantined"] == report["rows"]
-    return rows, report, pd.concat(quarantine, ignore_index=True)
+    q = pd.concat(quarantine, ignore_index=True) if quarantine else pd.DataFrame(columns=["file", "row", "reason"])
+    return PlantResult(pid, rows, report, q)
 
 
-def _human_report(rep: dict) -> str:
-    lines = [f"Ingest report for plant {rep['plant_id']} ({rep['manifest']})"]
+def human_report(rep: dict) -> str:
+    lines = [f"Ingest report for plant {rep['plant_id']}" + (f" ({rep['manifest']})" if "manifest" in rep else "")]
     lines.append(f"  rows {rep['rows']}: kept {rep['kept']}, repaired {rep['repaired']}, quarantined {rep['quarantined']}")
     for f in rep["files"]:
         fr = FileReport(**f)
@@ -186,87 +258,239 @@ def _human_report(rep: dict) -> str:
             lines.append(f"    empty cells (missing, masked): {fr.missing_cells}")
         if fr.unmapped_columns:
             lines.append(f"    columns not in the manifest (ignored): {fr.unmapped_columns}")
+    for bad in rep["files_quarantined"]:
+        lines.append(f"  {bad['file']}: FILE QUARANTINED: {bad['reason']}")
+    if rep["tags_withheld"]:
+        lines.append(f"  tags withheld by their sharing level: {rep['tags_withheld']}")
     return "\n".join(lines) + "\n"
 
 
-def build_corpus(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, log=print) -> dict:
-    """Build a corpus at ``out`` (replaced if present). Returns the manifest written to manifest.json."""
-    out = Path(out)
-    manifests = [load_manifest(p) for p in manifest_paths]  # validate all up front
-    ids = [m.plant_id for m in manifests]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"duplicate plant ids among manifests: {ids}")
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "reports").mkdir(parents=True)
-    (out / "quarantine").mkdir()
-    all_rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    plants = {}
-    for m in sorted(manifests, key=lambda m: m.plant_id):
-        log(f"[prep] {m.plant_id}: reading {len(m.files)} file(s)")
-        rows, rep, quarantine = prep_plant(m, cfg)
-        (out / "reports" / f"{m.plant_id}.json").write_text(json.dumps(rep, indent=2))
-        (out / "reports" / f"{m.plant_id}.txt").write_text(_human_report(rep))
-        quarantine.to_csv(out / "quarantine" / f"{m.plant_id}.csv", index=False)
-        labels = []
-        for lab in m.labels:
-            dst = out / "labels" / m.plant_id / Path(lab.path).name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(m.resolve(lab.path), dst)
-            labels.append({"path": str(dst.relative_to(out)), "task": lab.task, "sha256": sha256_file(dst)})
-        counts = {}
-        for s in SPLITS:
-            all_rows[s].extend(rows[s])
-            steps = sum(len(r["values"][0]) - r["prefix_len"] for r in rows[s])
-            obs = sum(int(np.asarray(r["observed"])[:, r["prefix_len"] :].sum()) for r in rows[s])
-            cells = sum(len(r["channels"]) * (len(r["values"][0]) - r["prefix_len"]) for r in rows[s])
-            counts[s] = {
-                "series": len(rows[s]),
-                "steps": int(steps),
-                "tokens": int(sum(len(r["channels"]) * ((len(r["values"][0]) - r["prefix_len"]) // cfg.tokenizer.patch_len) for r in rows[s])),
-                "missing_pct": round(100.0 * (1 - obs / cells), 3) if cells else 0.0,
-            }
-        plants[m.plant_id] = {
-            "stage": m.stage,
-            "sharing": m.sharing,
-            "assets": sorted(m.assets),
-            "rows_in": rep["rows"],
-            "kept": rep["kept"],
-            "repaired": rep["repaired"],
-            "quarantined": rep["quarantined"],
-            "splits": counts,
-            "inputs": rep["inputs"],
-            "labels": labels,
+# ------------------------------------------------------------------------------------------- parts
+def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
+    key_check = hmac.new(key, b"max-fm key check", hashlib.sha256).hexdigest() if key else ""
+    return _canonical_hash(
+        {
+            "manifest": hashlib.sha256(Path(m.source).read_bytes()).hexdigest(),
+            "recipe": cfg.to_dict(),
+            "key": key_check,
+            "format": CORPUS_FORMAT_VERSION,
         }
-        log(
-            f"[prep] {m.plant_id}: {rep['rows']} rows -> kept {rep['kept']}, repaired {rep['repaired']}, "
-            f"quarantined {rep['quarantined']}"
-        )
-    dd = datasets.DatasetDict(
-        {s: datasets.Dataset.from_list(all_rows[s], features=FEATURES) for s in SPLITS}
     )
-    dd.save_to_disk(str(out / "data"), max_shard_size=cfg.max_shard_size)
-    shards = {
-        str(p.relative_to(out)): sha256_file(p) for p in sorted((out / "data").rglob("*.arrow"))
+
+
+def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:
+    counts = {}
+    for s in SPLITS:
+        rows = res.rows[s]
+        steps = sum(len(r["values"][0]) - r["prefix_len"] for r in rows)
+        cells = sum(len(r["channels"]) * (len(r["values"][0]) - r["prefix_len"]) for r in rows)
+        obs = sum(int(np.asarray(r["observed"])[:, r["prefix_len"] :].sum()) for r in rows)
+        counts[s] = {
+            "series": len(rows),
+            "steps": int(steps),
+            "tokens": int(sum(len(r["channels"]) * ((len(r["values"][0]) - r["prefix_len"]) // cfg.tokenizer.patch_len) for r in rows)),
+            "missing_pct": round(100.0 * (1 - obs / cells), 3) if cells else 0.0,
+        }
+    return counts
+
+
+def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None, force: bool = False) -> dict:
+    """Write (or reuse) the part of one plant; returns its part.json content. Atomic: temp dir + rename."""
+    m = load_manifest(manifest_path)
+    names = Names(cfg.sharing, key)
+    pid = names("plant", m.plant_id)
+    parts = Path(out) / "parts"
+    final = parts / pid
+    fp = _fingerprint(m, cfg, key)
+    done = final / "part.json"
+    if not force and done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("fingerprint") == fp:
+            return {**info, "reused": True}
+    tmp = parts / f".tmp-{pid}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    res = prep_plant(m, cfg, names)
+    for s in SPLITS:
+        if res.rows[s]:  # datasets cannot reload an empty saved dataset: an empty split is simply absent
+            datasets.Dataset.from_list(res.rows[s], features=FEATURES).save_to_disk(str(tmp / s))
+    (tmp / "report.json").write_text(json.dumps(res.report, indent=2, sort_keys=True))
+    (tmp / "report.txt").write_text(human_report(res.report))
+    res.quarantine.to_csv(tmp / "quarantine.csv", index=False)
+    labels = []
+    for lab in m.labels:
+        src = m.resolve(lab.path)
+        fname = names("file", lab.path) + Path(lab.path).suffix if names.pseudonymize else Path(lab.path).name
+        dst = tmp / "labels" / fname
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        labels.append({"path": dst.name, "task": lab.task, "sha256": sha256_file(dst)})
+    info = {
+        "plant_id": pid,
+        "fingerprint": fp,
+        "stage": m.stage,
+        "sharing": m.sharing,
+        "held_out": m.plant_id in cfg.held_out_plants,
+        "assets": sorted(names("asset", a) for a in m.assets),
+        "rows_in": res.report["rows"],
+        "kept": res.report["kept"],
+        "repaired": res.report["repaired"],
+        "quarantined": res.report["quarantined"],
+        "files_quarantined": len(res.report["files_quarantined"]),
+        "tags_withheld": res.report["tags_withheld"],
+        "splits": _part_counts(res, cfg),
+        "inputs": res.report["inputs"],
+        "labels": labels,
     }
-    manifest = {
+    (tmp / "part.json").write_text(json.dumps(info, indent=2, sort_keys=True))  # written last: the done marker
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return {**info, "reused": False}
+
+
+def _build_part_job(args) -> dict:
+    return build_part(*args)
+
+
+# ------------------------------------------------------------------------------------------- build
+@dataclass
+class Selection:
+    included: list[PlantManifest]
+    excluded: int
+    """Plants left out because their sharing level does not allow the corpus audience."""
+
+
+def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig) -> Selection:
+    manifests = [load_manifest(p) for p in manifest_paths]  # all validated up front
+    ids = [m.plant_id for m in manifests]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"duplicate plant ids among manifests: {dup}")
+    unknown = sorted(set(cfg.held_out_plants) - set(ids))
+    if unknown:
+        raise ValueError(f"held_out_plants names plants without a manifest: {unknown}")
+    inc = sorted((m for m in manifests if allowed(m.sharing, cfg.sharing)), key=lambda m: m.plant_id)
+    return Selection(inc, len(manifests) - len(inc))
+
+
+def build_parts(
+    manifest_paths: list[str | Path],
+    out: str | Path,
+    cfg: PrepConfig,
+    key_file: str | Path | None = None,
+    num_proc: int = 1,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Write the parts of this shard's plants (plants are dealt round-robin by plant id over shards)."""
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+    key = load_key(key_file)
+    Names(cfg.sharing, key)  # fail fast: a shared corpus needs a key
+    sel = select_plants(manifest_paths, cfg)
+    mine = sel.included[shard_index::num_shards]
+    jobs = [(m.source, out, cfg, key, force) for m in mine]
+    Path(out, "parts").mkdir(parents=True, exist_ok=True)
+    results = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="prep plants", unit="plant", disable=None)
+    if num_proc > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=num_proc) as ex:
+            for info in ex.map(_build_part_job, jobs):
+                results.append(info)
+                bar.update()
+    else:
+        for job in jobs:
+            results.append(_build_part_job(job))
+            bar.update()
+    bar.close()
+    for info in results:
+        verb = "reused" if info["reused"] else "built"
+        log(
+            f"[prep] {info['plant_id']}: {verb}; {info['rows_in']} rows -> kept {info['kept']}, repaired {info['repaired']}, "
+            f"quarantined {info['quarantined']}" + (f"; {info['files_quarantined']} file(s) quarantined" if info["files_quarantined"] else "")
+        )
+    return results
+
+
+def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, key_file: str | Path | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Merge the parts of every selected plant into data/ + manifest.json. Refuses missing or stale parts."""
+    out = Path(out)
+    key = load_key(key_file)
+    names = Names(cfg.sharing, key)
+    sel = select_plants(manifest_paths, cfg)
+    infos = []
+    for m in sel.included:
+        pid = names("plant", m.plant_id)
+        part = out / "parts" / pid / "part.json"
+        where = "plant " + (pid if names.pseudonymize else m.plant_id)
+        if not part.is_file():
+            raise FileNotFoundError(f"{out}: no finished part for {where}; run fm prep build for its shard")
+        info = json.loads(part.read_text())
+        if info["fingerprint"] != _fingerprint(m, cfg, key):
+            raise ValueError(f"{out}: the part of {where} was built from another manifest, recipe or key; rebuild it")
+        infos.append(info)
+    splits = {}
+    for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)
+        pieces = [datasets.load_from_disk(str(out / "parts" / i["plant_id"] / s)) for i in infos if i["splits"][s]["series"]]
+        if pieces:
+            splits[s] = datasets.concatenate_datasets(pieces)
+    tmp = out / ".tmp-data"
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size=cfg.max_shard_size)
+    if (out / "data").exists():
+        shutil.rmtree(out / "data")
+    os.replace(tmp, out / "data")
+    labels_dir = out / "labels"
+    shutil.rmtree(labels_dir, ignore_errors=True)
+    for i in infos:
+        src = out / "parts" / i["plant_id"] / "labels"
+        if src.is_dir():
+            shutil.copytree(src, labels_dir / i["plant_id"])
+    plants = {i["plant_id"]: {k: v for k, v in i.items() if k not in ("plant_id", "reused")} for i in infos}
+    body = {
         "format_version": CORPUS_FORMAT_VERSION,
         "tokenizer": cfg.tokenizer.to_dict(),
         "tokenizer_hash": cfg.tokenizer.hash,
-        "recipe": {k: v for k, v in asdict(cfg).items() if k != "tokenizer"},
+        "recipe": {k: v for k, v in cfg.to_dict().items() if k != "tokenizer"},
+        "pseudonymized": names.pseudonymize,
+        "plants_excluded_by_sharing": sel.excluded,
         "splits": {
-            s: {
-                "series": len(all_rows[s]),
-                "tokens": sum(p["splits"][s]["tokens"] for p in plants.values()),
-            }
-            for s in SPLITS
+            s: {k: sum(p["splits"][s][k] for p in plants.values()) for k in ("series", "steps", "tokens")} for s in SPLITS
         },
         "plants": plants,
-        "shards": shards,
-        "provenance": {"tool": "max-fm fm prep", "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])},
+        "shards": {str(p.relative_to(out)): sha256_file(p) for p in sorted((out / "data").rglob("*.arrow"))},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    command = "fm prep" if names.pseudonymize else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    manifest = {
+        **body,
+        "content_hash": _canonical_hash(body),
+        "provenance": {"tool": "max-fm", "command": command},
+    }
+    tmp_m = out / ".manifest.json.tmp"
+    tmp_m.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp_m, out / "manifest.json")
+    log(f"[prep] merged {len(infos)} plant(s) into {out / 'data'}; content hash {manifest['content_hash'][:16]}")
     return manifest
+
+
+def build_corpus(
+    manifest_paths: list[str | Path],
+    out: str | Path,
+    cfg: PrepConfig,
+    key_file: str | Path | None = None,
+    num_proc: int = 1,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Build the parts of every plant (reusing finished ones) and merge them. Returns manifest.json."""
+    build_parts(manifest_paths, out, cfg, key_file, num_proc=num_proc, force=force, log=log)
+    return merge(manifest_paths, out, cfg, key_file, log=log)
 
 
 def load_corpus_manifest(corpus: str | Path) -> dict:

@@ -4,8 +4,8 @@ Row-level rules quarantine a whole input row (it cannot be placed in time or is 
 ``bad_timestamp``, ``duplicate_timestamp`` (wide files), ``duplicate_record`` and ``unknown_tag`` (long files).
 Cell-level rules mask a value (the row is then *repaired*; the value goes into the observed mask as
 missing, it is never invented): ``non_numeric`` (historian strings such as "Inp OutRange"),
-``out_of_limits`` (outside the tag's physical limits, inf included) and ``stuck`` (identical values for at
-least the tag's ``stuck_after_s``). Empty cells are missing data, not a repair: the row is still *kept*.
+``out_of_limits`` (outside the tag's physical limits, inf included), ``bad_quality`` (the historian's
+own quality flag says bad) and ``stuck`` (identical values for at least the tag's ``stuck_after_s``). Empty cells are missing data, not a repair: the row is still *kept*.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FileReport:
 @dataclass
 class Validated:
     records: pd.DataFrame
-    """Valid values only: series, timestamp (UTC), tag, value."""
+    """Valid values only: series, timestamp (UTC), tag, value, row (input row, for lineage)."""
     report: FileReport
     quarantine: pd.DataFrame
     """One row per quarantined input row: file, row, reason."""
@@ -99,9 +99,11 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     present = ~np.isnan(v)
     out_of_limits = present & ~((v >= lim_lo) & (v <= lim_hi))
     non_numeric = df["non_numeric"].to_numpy()
+    bad_quality = df["bad_quality"].to_numpy(dtype=bool) if "bad_quality" in df else np.zeros(len(df), dtype=bool)
     cell_reason = np.full(len(df), "", dtype=object)
     cell_reason[non_numeric] = "non_numeric"
     cell_reason[out_of_limits] = "out_of_limits"
+    cell_reason[bad_quality] = "bad_quality"
     df["value"] = np.where(cell_reason == "", v, np.nan)
     stuck = _stuck_mask(df, m) & (cell_reason == "")
     cell_reason[stuck] = "stuck"
@@ -115,8 +117,8 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     report.kept = n - report.quarantined - report.repaired
     report.quarantine_reasons = dict(sorted(Counter(reason[quarantined]).items()))
     report.repaired_cells = dict(sorted(Counter(cell_reason[cell_reason != ""]).items()))
-    report.missing_cells = int((np.isnan(v) & ~non_numeric).sum())
+    report.missing_cells = int((np.isnan(v) & ~non_numeric & ~bad_quality).sum())
     report.check()
-    good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value"]]
+    good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value", "row"]]
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": reason[quarantined]})
     return Validated(good.reset_index(drop=True), report, q)

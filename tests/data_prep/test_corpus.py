@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_prep.corpus import SPLITS, PrepConfig, build_corpus
+from data_prep.corpus import PrepConfig, build_corpus
 from data_prep.tokenizer import TokenizerSpec
 
 
@@ -14,8 +14,9 @@ def test_corpus_layout_and_manifest(corpus):
     assert m["tokenizer"] == TokenizerSpec().to_dict()
     assert set(m["plants"]) == {"kiln_a", "pump_b", "line_c"}
     dd = datasets.load_from_disk(str(corpus / "data"))
-    assert set(dd) == set(SPLITS)
-    for s in SPLITS:
+    assert set(dd) == {"train", "validation", "test"}  # no held-out plant: that split is absent
+    assert m["splits"]["heldout"]["series"] == 0
+    for s in ("train", "validation", "test"):
         assert len(dd[s]) == m["splits"][s]["series"] == 3
         assert m["splits"][s]["tokens"] == sum(p["splits"][s]["tokens"] for p in m["plants"].values())
     assert m["shards"] and all(len(h) == 64 for h in m["shards"].values())
@@ -33,18 +34,18 @@ def test_every_input_row_accounted(corpus, plants_dir):
     for pid, p in m["plants"].items():
         assert p["rows_in"] == raw_rows[pid]
         assert p["kept"] + p["repaired"] + p["quarantined"] == p["rows_in"]
-        q = pd.read_csv(corpus / "quarantine" / f"{pid}.csv")
+        q = pd.read_csv(corpus / "parts" / pid / "quarantine.csv")
         assert len(q) == p["quarantined"]
     assert m["plants"]["line_c"]["quarantined"] == 2  # the two duplicated export rows
     assert m["plants"]["pump_b"]["repaired"] == 6  # the six 999 spikes
-    rep = json.loads((corpus / "reports/kiln_a.json").read_text())
+    rep = json.loads((corpus / "parts/kiln_a/report.json").read_text())
     assert rep["files"][0]["repaired_cells"] == {"non_numeric": 5, "stuck": 240}
-    assert "kept" in (corpus / "reports/kiln_a.txt").read_text()
+    assert "kept" in (corpus / "parts/kiln_a/report.txt").read_text()
 
 
 def test_splits_are_by_time_and_do_not_overlap(corpus):
     dd = datasets.load_from_disk(str(corpus / "data"))
-    by = {s: {r["series_id"]: r for r in dd[s]} for s in SPLITS}
+    by = {s: {r["series_id"]: r for r in dd[s]} for s in ("train", "validation", "test")}
     for sid, tr in by["train"].items():
         t_train_end = pd.Timestamp(tr["start"]) + pd.Timedelta(seconds=tr["interval_s"] * len(tr["values"][0]))
         va, te = by["validation"][sid], by["test"][sid]
