@@ -146,6 +146,16 @@ def _split_bounds(length: int, cfg: PrepConfig) -> dict[str, tuple[int, int]]:
     return {"train": (0, a), "validation": (a, b), "test": (b, length)}
 
 
+def _lineage(recs: pd.DataFrame, inputs: list[dict], t0: pd.Timestamp, t1: pd.Timestamp) -> list[dict]:
+    """Input files and row ranges behind the values of one row of the corpus (time range [t0, t1))."""
+    ts = recs["timestamp"]
+    sub = recs[(ts >= t0) & (ts < t1)]
+    return [
+        {"file": inputs[int(f)]["file"], "sha256": inputs[int(f)]["sha256"], "first_row": int(g["row"].min()), "last_row": int(g["row"].max())}
+        for f, g in sub.groupby("file_idx", sort=True)
+    ]
+
+
 @dataclass
 class PlantResult:
     plant_id: str
@@ -186,14 +196,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         if not tags:
             continue
         asset_recs = records[records["tag"].isin([t.name for t in tags])]
-        lineage = {
-            str(s): [
-                {"file": inputs[int(f)]["file"], "sha256": inputs[int(f)]["sha256"], "first_row": int(g["row"].min()), "last_row": int(g["row"].max())}
-                for f, g in grp.groupby("file_idx", sort=True)
-            ]
-            for s, grp in asset_recs.groupby("series", sort=True)
-        }
         for al in align_asset(asset_recs, m, asset, tags):
+            series_recs = asset_recs[asset_recs["series"] == al.series]
             length = al.values.shape[1]
             bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
             a, b = bounds["heldout" if held_out else "train"]
@@ -205,6 +209,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                     continue
                 p = min(cfg.context_prefix, s) if split in ("validation", "test") else 0
                 start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
+                lineage = _lineage(series_recs, inputs, al.start + pd.Timedelta(seconds=al.interval_s * s),
+                                   al.start + pd.Timedelta(seconds=al.interval_s * e))
                 rows[split].append(
                     {
                         "series_id": sid,
@@ -222,7 +228,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                         "scale": scale.tolist(),
                         "values": z[:, s - p : e],
                         "observed": al.observed[:, s - p : e],
-                        "lineage": lineage[al.series],
+                        "lineage": lineage,
                     }
                 )
     report = {
@@ -307,8 +313,9 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         info = json.loads(done.read_text())
         if info.get("fingerprint") == fp:
             return {**info, "reused": True}
+    for stale in parts.glob(f".tmp-{pid}-*"):  # left by a killed run; a plant belongs to one shard only
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = parts / f".tmp-{pid}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     res = prep_plant(m, cfg, names)
     for s in SPLITS:

@@ -1,0 +1,128 @@
+"""Corpus builds: deterministic, resumable after a kill, parallel and sharded builds equal to one build."""
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+import yaml
+
+from data_prep.corpus import PrepConfig, build_corpus, build_parts, merge
+from fm.cli import main
+
+
+def _hashes(out):
+    m = json.loads((out / "manifest.json").read_text())
+    arrow = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").rglob("*.arrow"))}
+    return m["content_hash"], arrow
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, manifests):
+    out = tmp_path_factory.mktemp("ref") / "corpus"
+    build_corpus(manifests, out, PrepConfig(), log=lambda *_: None)
+    return _hashes(out)
+
+
+def test_two_builds_are_byte_identical(reference, corpus):
+    assert _hashes(corpus) == reference
+    assert reference[1]  # there are shards to compare
+
+
+def test_parallel_build_equals_single(reference, manifests, tmp_path):
+    out = tmp_path / "c"
+    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
+    assert _hashes(out) == reference
+
+
+def test_shards_then_merge_equal_single(reference, manifests, tmp_path):
+    out = tmp_path / "c"
+    seen = []
+    for i in range(2):
+        seen += [p["plant_id"] for p in build_parts(manifests, out, PrepConfig(), shard_index=i, num_shards=2, log=lambda *_: None)]
+    assert sorted(seen) == ["kiln_a", "line_c", "pump_b"]  # every plant in exactly one shard
+    assert not (out / "manifest.json").exists()
+    merge(manifests, out, PrepConfig(), log=lambda *_: None)
+    assert _hashes(out) == reference
+
+
+def test_merge_refuses_missing_part(manifests, tmp_path):
+    out = tmp_path / "c"
+    build_parts(manifests, out, PrepConfig(), shard_index=0, num_shards=3, log=lambda *_: None)
+    with pytest.raises(FileNotFoundError, match="no finished part"):
+        merge(manifests, out, PrepConfig(), log=lambda *_: None)
+
+
+def test_resume_after_kill(reference, manifests, tmp_path):
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-m", "fm.cli", "prep", "build", "--out", str(out), *map(str, manifests)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "parts" / "kiln_a" / "part.json"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+    assert not (out / "manifest.json").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr  # done, with the sim's quarantined rows
+    assert "kiln_a: reused" in r.stdout
+    assert _hashes(out) == reference
+    assert not list((out / "parts").glob(".tmp-*"))
+
+
+def test_changed_recipe_rebuilds_part(manifests, tmp_path):
+    out = tmp_path / "c"
+    logs = []
+    build_corpus(manifests[:1], out, PrepConfig(), log=logs.append)
+    build_corpus(manifests[:1], out, PrepConfig(), log=logs.append)
+    build_corpus(manifests[:1], out, PrepConfig(context_prefix=256), log=logs.append)
+    verbs = [line.split(": ")[1].split(";")[0] for line in logs if line.startswith("[prep] kiln_a")]
+    assert verbs == ["built", "reused", "built"]
+
+
+def test_dry_run_writes_nothing(manifests, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["prep", "build", "--dry-run", "--out", str(out), *map(str, manifests)]) == 3
+    assert not out.exists()
+    text = capsys.readouterr().out
+    assert "duplicate_timestamp" in text and "nothing written" in text
+
+
+def test_bad_file_is_quarantined_and_the_rest_goes_on(plants_dir, tmp_path, capsys):
+    root = tmp_path / "plants"
+    shutil.copytree(plants_dir, root)
+    man = yaml.safe_load((root / "line_c/plant.yaml").read_text())
+    man["files"].append({"path": "raw/broken.parquet", "format": "long_parquet"})
+    (root / "line_c/plant.yaml").write_text(yaml.safe_dump(man))
+    (root / "line_c/raw/broken.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    out = tmp_path / "c"
+    rc = main(["prep", "build", "--out", str(out), *map(str, sorted(root.glob("*/plant.yaml")))])
+    assert rc == 3
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["plants"]["line_c"]["files_quarantined"] == 1
+    assert m["plants"]["line_c"]["splits"]["train"]["series"] == 1  # the good file still made it
+    report = (out / "parts/line_c/report.txt").read_text()
+    assert "raw/broken.parquet: FILE QUARANTINED" in report
+
+
+def test_clean_build_exits_zero(plants_dir, tmp_path):
+    # pump_b has repaired (masked) values but no quarantined row
+    assert main(["prep", "build", "--out", str(tmp_path / "c"), str(plants_dir / "pump_b/plant.yaml")]) == 0
+
+
+def test_held_out_plants(manifests, tmp_path):
+    out = tmp_path / "c"
+    m = build_corpus(manifests, out, PrepConfig(held_out_plants=["pump_b"]), log=lambda *_: None)
+    dd = datasets.load_from_disk(str(out / "data"))
+    assert [r["plant_id"] for r in dd["heldout"]] == ["pump_b"]
+    assert "pump_b" not in {r["plant_id"] for s in ("train", "validation", "test") for r in dd[s]}
+    assert m["splits"]["heldout"]["steps"] == m["plants"]["pump_b"]["splits"]["heldout"]["steps"] > 0
+    with pytest.raises(ValueError, match="without a manifest"):
+        build_corpus(manifests, out, PrepConfig(held_out_plants=["nowhere"]), log=lambda *_: None)
