@@ -146,6 +146,12 @@ def _split_bounds(length: int, cfg: PrepConfig) -> dict[str, tuple[int, int]]:
     return {"train": (0, a), "validation": (a, b), "test": (b, length)}
 
 
+def _runs(flags: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return (np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).tolist()
+
+
 def _lineage(recs: pd.DataFrame, inputs: list[dict], t0: pd.Timestamp, t1: pd.Timestamp) -> list[dict]:
     """Input files and row ranges behind the values of one row of the corpus (time range [t0, t1))."""
     ts = recs["timestamp"]
@@ -189,6 +195,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    gaps = {"count": 0, "steps": 0, "longest_steps": 0}
     tok = cfg.tokenizer
     held_out = m.plant_id in cfg.held_out_plants
     for asset in m.assets:
@@ -199,6 +206,10 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         for al in align_asset(asset_recs, m, asset, tags):
             series_recs = asset_recs[asset_recs["series"] == al.series]
             length = al.values.shape[1]
+            runs = _runs(~al.observed.any(axis=0))
+            gaps["count"] += len(runs)
+            gaps["steps"] += int(sum(runs))
+            gaps["longest_steps"] = max([gaps["longest_steps"], *runs])
             bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
             a, b = bounds["heldout" if held_out else "train"]
             loc, scale = tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
@@ -237,6 +248,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         "files": [asdict(r) for r in reports],
         "files_quarantined": bad_files,
         "tags_withheld": len(withheld),
+        "gaps": gaps,
         "rows": sum(r.rows for r in reports),
         "kept": sum(r.kept for r in reports),
         "repaired": sum(r.repaired for r in reports),
@@ -262,10 +274,15 @@ def human_report(rep: dict) -> str:
             lines.append(f"    masked cells by reason: {fr.repaired_cells}")
         if fr.missing_cells:
             lines.append(f"    empty cells (missing, masked): {fr.missing_cells}")
+        if fr.reordered_rows:
+            lines.append(f"    rows out of time order (placed by timestamp): {fr.reordered_rows}")
         if fr.unmapped_columns:
             lines.append(f"    columns not in the manifest (ignored): {fr.unmapped_columns}")
     for bad in rep["files_quarantined"]:
         lines.append(f"  {bad['file']}: FILE QUARANTINED: {bad['reason']}")
+    g = rep["gaps"]
+    if g["count"]:
+        lines.append(f"  gaps (no channel observed): {g['count']}, {g['steps']} steps in all, longest {g['longest_steps']} steps")
     if rep["tags_withheld"]:
         lines.append(f"  tags withheld by their sharing level: {rep['tags_withheld']}")
     return "\n".join(lines) + "\n"
@@ -345,6 +362,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         "quarantined": res.report["quarantined"],
         "files_quarantined": len(res.report["files_quarantined"]),
         "tags_withheld": res.report["tags_withheld"],
+        "gaps": res.report["gaps"],
         "splits": _part_counts(res, cfg),
         "inputs": res.report["inputs"],
         "labels": labels,

@@ -5,7 +5,9 @@ Row-level rules quarantine a whole input row (it cannot be placed in time or is 
 Cell-level rules mask a value (the row is then *repaired*; the value goes into the observed mask as
 missing, it is never invented): ``non_numeric`` (historian strings such as "Inp OutRange"),
 ``out_of_limits`` (outside the tag's physical limits, inf included), ``bad_quality`` (the historian's
-own quality flag says bad) and ``stuck`` (identical values for at least the tag's ``stuck_after_s``). Empty cells are missing data, not a repair: the row is still *kept*.
+own quality flag says bad) and ``stuck`` (identical values for at least the tag's ``stuck_after_s``).
+A row that comes earlier in time than a row above it (non-monotonic export) is placed by its timestamp
+and counted as repaired (``reordered_rows``). Empty cells are missing data, not a repair: the row is still *kept*.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class FileReport:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     repaired_cells: dict[str, int] = field(default_factory=dict)
     missing_cells: int = 0
+    reordered_rows: int = 0
+    """Rows whose timestamp is earlier than a row before them (non-monotonic export); they are placed by
+    their timestamp, and count as repaired."""
     unmapped_columns: list[str] = field(default_factory=list)
 
     def check(self) -> None:
@@ -93,6 +98,11 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
         reason[dup] = "duplicate_record"
 
     df = df[reason[df["row"].to_numpy()] == ""].copy()
+    # Per (series, tag) in input-row order (readers emit each tag's cells in row order).
+    keys = [df["series"], df["tag"]]
+    t_ns = df["timestamp"].astype("int64")
+    earlier_max = t_ns.groupby(keys).cummax().groupby(keys).shift(1)
+    reordered = np.unique(df["row"].to_numpy()[(t_ns < earlier_max).to_numpy()])
     lim_lo = df["tag"].map({t.name: (t.limits[0] if t.limits else -np.inf) for t in m.tags}).to_numpy(float)
     lim_hi = df["tag"].map({t.name: (t.limits[1] if t.limits else np.inf) for t in m.tags}).to_numpy(float)
     v = df["value"].to_numpy()
@@ -109,7 +119,7 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     cell_reason[stuck] = "stuck"
     df.loc[stuck, "value"] = np.nan
 
-    repaired_rows = np.unique(df["row"].to_numpy()[cell_reason != ""])
+    repaired_rows = np.union1d(np.unique(df["row"].to_numpy()[cell_reason != ""]), reordered)
     quarantined = np.flatnonzero(reason != "")
     report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
     report.quarantined = int(len(quarantined))
@@ -118,6 +128,7 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     report.quarantine_reasons = dict(sorted(Counter(reason[quarantined]).items()))
     report.repaired_cells = dict(sorted(Counter(cell_reason[cell_reason != ""]).items()))
     report.missing_cells = int((np.isnan(v) & ~non_numeric & ~bad_quality).sum())
+    report.reordered_rows = int(len(reordered))
     report.check()
     good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value", "row"]]
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": reason[quarantined]})

@@ -87,3 +87,10 @@ def test_recipe_yaml_rejects_unknown_keys(tmp_path):
     p.write_text("tokenizer: {patch_len: 8, colour: red}\n")
     with pytest.raises(ValueError, match="colour"):
         PrepConfig.from_yaml(p)
+
+
+def test_gaps_are_reported(corpus):
+    rep = json.loads((corpus / "parts/kiln_a/report.json").read_text())
+    # the kiln export misses 3 h (180 one-minute steps) in one stretch
+    assert rep["gaps"]["longest_steps"] == 180 and rep["gaps"]["count"] >= 1
+    assert "gaps (no channel observed)" in (corpus / "parts/kiln_a/report.txt").read_text()

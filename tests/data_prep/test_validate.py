@@ -91,3 +91,17 @@ def test_stuck_rule_can_be_disabled(tmp_path, stuck_after_s, expect):
     m = _plant(tmp_path, stuck_after_s=stuck_after_s)
     r = validate(read_file(m, m.files[0])[0], m, wide=True).report
     assert r.repaired_cells.get("stuck", 0) == expect
+
+
+def test_out_of_order_rows_are_placed_and_counted(tmp_path):
+    rows = ["timestamp;T;P",
+            "2026-03-01 00:00:00;1,0;1,0",
+            "2026-03-01 00:02:00;3,0;1,0",
+            "2026-03-01 00:01:00;2,0;1,0",  # earlier than the row above
+            "2026-03-01 00:03:00;4,0;1,0"]
+    (tmp_path / "raw.csv").write_text("\n".join(rows) + "\n")
+    m = _plant(tmp_path, stuck_after_s=None)
+    v = validate(read_file(m, m.files[0])[0], m, wide=True)
+    assert v.report.reordered_rows == 1 and (v.report.kept, v.report.repaired) == (3, 1)
+    t = v.records[v.records["tag"] == "T"].sort_values("timestamp")["value"].tolist()
+    assert t == [1.0, 2.0, 3.0, 4.0]
