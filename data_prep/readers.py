@@ -3,10 +3,28 @@
 Every reader returns a :class:`Records` table, one record per (input row, tag) cell, carrying the input
 row it came from, so validation can account for every input row. Timestamps are converted to UTC
 (naive timestamps are read in the plant's time zone); what cannot be parsed is NaT / NaN, never dropped.
+
+What plants really export, and how a manifest ``files`` entry says so (see :class:`FileSpec`):
+
+* wide CSV with any delimiter (``whitespace`` for space-separated text), decimal comma, UTF-8 with or
+  without a byte-order mark or Latin-1 (``encoding: auto``), unnamed index columns (ignored), files
+  without a header line (``header: false`` + ``columns``);
+* time as text (ISO 8601 with or without offsets, or a ``timestamp_format``), as epoch numbers
+  (``timestamp_unit: s|ms|us|ns``), as a step count (``timestamp_unit: index``) or not at all
+  (``timestamp_column: null``: row ``i`` is at ``origin + i * row_interval_s``); naive local times across
+  a DST change: the repeated fall-back hour is resolved from the row order when it can be, else NaT, and
+  spring-forward times that do not exist are NaT;
+* long/tidy CSV or Parquet ``(timestamp, tag, value[, quality])`` with bad-quality records flagged;
+* a glob of per-run files, each its own series (``series_from: file``) or one file split into series by
+  a column (``series_column``).
 """
 
 from __future__ import annotations
 
+import glob
+import io
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from data_prep.manifest import FileSpec, ManifestError, PlantManifest
+
+FRAME_COLUMNS = ("row", "timestamp", "tag", "value", "non_numeric", "series", "bad_quality")
 
 
 @dataclass
@@ -26,22 +46,86 @@ class Records:
     frame: pd.DataFrame
     """Columns: row (int, 0-based input row), timestamp (datetime64[ns, UTC] or NaT), tag (str),
     value (float, NaN when missing or not numeric), non_numeric (bool: a non-empty cell that is no number),
-    series (str: which series of the asset the row belongs to, e.g. a run or unit id; "" when one)."""
+    series (str: which series of the asset the row belongs to, e.g. a run or unit id; "" when one),
+    bad_quality (bool: the source's own quality flag marks the record bad; its value is NaN)."""
     unmapped_columns: list[str]
+    """Columns of the file that are not manifest tags (nor the timestamp/series/... columns): ignored."""
 
 
-def _to_utc(raw: pd.Series, fmt: str | None, tz: str) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        ts = raw
-    elif pd.api.types.is_numeric_dtype(raw):  # epoch seconds
-        ts = pd.to_datetime(raw, unit="s", errors="coerce", utc=True)
+# ----------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+class _Ctx:
+    """Where we are, for error messages: manifest, files[i] key, raw file."""
+
+    def __init__(self, m: PlantManifest, spec: FileSpec, key: str, path: Path):
+        self.m, self.spec, self.key, self.path = m, spec, key, path
+
+    def error(self, what: str, key: str | None = None) -> ManifestError:
+        k = f" (manifest {self.m.source}, key '{self.key}.{key}')" if key else f" (manifest {self.m.source}, '{self.key}')"
+        return ManifestError(f"{self.path}: {what}{k}")
+
+
+_MAGIC = re.compile(r"[*?[]")
+_UNNAMED = re.compile(r"^(Unnamed: \d+(_level_\d+)?)?$")
+# A time of day followed by a UTC designator or an offset: "…T10:00:00Z", "… 10:00+01:00", "…10:00:00.5-0500".
+_AWARE = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+
+
+def _is_unnamed(col: str) -> bool:
+    """pandas names a header cell that is empty "Unnamed: <i>" (index columns written by ``to_csv``)."""
+    return bool(_UNNAMED.match(str(col).strip()))
+
+
+def _decode(ctx: _Ctx) -> str:
+    data = ctx.path.read_bytes()
+    enc = ctx.spec.encoding
+    if enc == "auto":
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")  # never fails: every byte is a character
     else:
-        ts = pd.to_datetime(raw, format=fmt, errors="coerce", utc=False)
-        if ts.dtype == object:  # mixed offsets: let pandas normalise to UTC
-            ts = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
-    if getattr(ts.dt, "tz", None) is None:
-        ts = ts.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError as e:
+            raise ctx.error(f"cannot be decoded as {enc!r} ({e.reason} at byte {e.start}); try 'encoding: auto'", "encoding") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _read_csv(ctx: _Ctx) -> pd.DataFrame:
+    """All cells as strings ("" when empty); header names stripped; unnamed columns dropped."""
+    spec = ctx.spec
+    text = _decode(ctx)
+    kw: dict = {"dtype": str, "keep_default_na": False, "header": 0 if spec.header else None}
+    if spec.delimiter == "whitespace":
+        kw["sep"] = r"\s+"
+    else:
+        kw["sep"] = spec.delimiter
+        kw["skipinitialspace"] = True
+        if len(spec.delimiter) > 1:
+            kw["engine"] = "python"  # multi-character separators are regular expressions for pandas
+    try:
+        df = pd.read_csv(io.StringIO(text), **kw)
+    except pd.errors.EmptyDataError:
+        raise ctx.error("file is empty; expected a header line and data rows") from None
+    except pd.errors.ParserError as e:
+        raise ctx.error(f"cannot be split into columns with delimiter {spec.delimiter!r}: {e}", "delimiter") from None
+    if not spec.header:
+        cols = list(spec.columns or ())
+        if df.shape[1] != len(cols):
+            raise ctx.error(f"rows have {df.shape[1]} fields but {len(cols)} column names are given", "columns")
+        df.columns = cols
+        return df
+    df.columns = [str(c).strip() for c in df.columns]
+    return df[[c for c in df.columns if not _is_unnamed(c)]]
+
+
+def _column(ctx: _Ctx, df: pd.DataFrame, col: str, key: str, what: str) -> pd.Series:
+    if col not in df.columns:
+        raise ctx.error(f"{what} column {col!r} not found; columns are {list(df.columns)}", key)
+    return df[col]
 
 
 def _numeric(cells: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -54,72 +138,287 @@ def _numeric(cells: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
     return v, np.isnan(v) & ~empty
 
 
-def read_wide_csv(m: PlantManifest, spec: FileSpec) -> Records:
-    path = m.resolve(spec.path)
-    df = pd.read_csv(
-        path, sep=spec.delimiter, dtype=str, keep_default_na=False, encoding=spec.encoding, skipinitialspace=True
-    )
-    if spec.timestamp_column not in df.columns:
-        raise ManifestError(
-            f"{path}: timestamp column {spec.timestamp_column!r} not found; columns are {list(df.columns)}"
-        )
-    known = {t.name for t in m.tags}
-    tag_cols = [c for c in df.columns if c in known]
-    unmapped = [c for c in df.columns if c not in known and c != spec.timestamp_column]
-    ts = _to_utc(df[spec.timestamp_column].replace("", None), spec.timestamp_format, m.timezone)
-    parts = []
-    rows = np.arange(len(df))
-    for c in tag_cols:
-        v, bad = _numeric(df[c], spec.decimal)
-        parts.append(
-            pd.DataFrame({"row": rows, "timestamp": ts.to_numpy(), "tag": c, "value": v, "non_numeric": bad, "series": ""})
-        )
-    frame = pd.concat(parts, ignore_index=True) if parts else _empty()
-    if len(df) and not tag_cols:
-        raise ManifestError(f"{path}: none of the manifest's tags appear as columns; columns are {list(df.columns)}")
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
-    return Records(str(path), len(df), frame, unmapped)
+def _numbers(cells: pd.Series) -> np.ndarray:
+    """A column as floats (NaN where empty or not a number), whatever its dtype."""
+    if pd.api.types.is_numeric_dtype(cells) and not pd.api.types.is_bool_dtype(cells):
+        return cells.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(cells.astype("string").str.strip(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _utc_ns(ts: pd.Series) -> np.ndarray:
+    """tz-aware or NaT series -> numpy datetime64[ns] (UTC)."""
+    return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _origin(spec: FileSpec, tz: str) -> pd.Timestamp:
+    o = pd.Timestamp(spec.origin)
+    if o.tzinfo is None:
+        o = o.tz_localize(tz)
+    return o.tz_convert("UTC")
+
+
+def _steps(origin: pd.Timestamp, steps: np.ndarray, interval_s: float) -> np.ndarray:
+    """origin + steps * interval_s as datetime64[ns] (UTC); NaN steps -> NaT."""
+    ns = steps * interval_s * 1e9
+    ok = np.isfinite(ns) & (np.abs(ns) < 2**62)
+    out = np.full(len(steps), np.datetime64("NaT"), dtype="datetime64[ns]")
+    base = origin.tz_localize(None).to_datetime64().astype("datetime64[ns]")
+    out[ok] = base + np.round(ns[ok]).astype(np.int64).astype("timedelta64[ns]")
+    return out
+
+
+def _localize_one(t: pd.Series, tz: str) -> pd.Series:
+    """Naive local times -> tz-aware. The fall-back hour is inferred from the order of the rows (pandas
+    ``ambiguous="infer"``); when that is impossible (a repeated hour appears once, rows out of order) the
+    ambiguous times are NaT. Spring-forward times that do not exist are NaT."""
+    try:
+        return t.dt.tz_localize(tz, ambiguous="infer", nonexistent="NaT")
+    except (ValueError, TypeError):
+        return t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+
+
+def _localize(t: pd.Series, tz: str, groups: np.ndarray | None) -> pd.Series:
+    if groups is None or t.empty:
+        return _localize_one(t, tz)
+    parts = [_localize_one(g, tz) for _, g in t.groupby(groups, sort=False)]
+    return pd.concat(parts).reindex(t.index)
+
+
+def _parse(s: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
+    """Text -> datetimes. Without a format: ISO 8601 in any precision first, then whatever pandas can
+    infer for the rest (e.g. "01.03.2026 00:00"); unparseable -> NaT."""
+    if fmt is not None:
+        return pd.to_datetime(s, format=fmt, errors="coerce", utc=utc)
+    t = pd.to_datetime(s, format="ISO8601", errors="coerce", utc=utc)
+    miss = t.isna().to_numpy() & s.notna().to_numpy()
+    if not miss.any():
+        return t
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format": parsed per element
+            rest = pd.to_datetime(s[miss], errors="coerce", utc=utc)
+    except ValueError:  # e.g. zone names pandas cannot put on one axis: left NaT
+        return t
+    if not rest.notna().any() or (not utc and getattr(rest.dt, "tz", None) is not None):
+        return t
+    if not t.notna().any():
+        return rest.reindex(s.index)
+    return pd.concat([t[~miss], rest]).reindex(s.index)
+
+
+def _text_times(s: pd.Series, fmt: str | None, tz: str, groups: np.ndarray | None) -> np.ndarray:
+    """Dates as text -> datetime64[ns] UTC. Strings with an offset or Z are exact instants; naive ones are
+    local times in ``tz``. Mixed offsets (a DST change written as +01:00/+02:00) are fine."""
+    s = s.astype("string").str.strip()
+    s = s.mask(s == "")
+    out = np.full(len(s), np.datetime64("NaT"), dtype="datetime64[ns]")
+    present = s.notna().to_numpy()
+    if fmt is not None:
+        aware = present if ("%z" in fmt or "%Z" in fmt) else np.zeros(len(s), dtype=bool)
+    else:
+        aware = present & s.str.contains(_AWARE, na=False).to_numpy(dtype=bool)
+    naive = present & ~aware
+    if aware.any():
+        out[aware] = _utc_ns(_parse(s[aware], fmt, utc=True))
+    if naive.any():
+        t = _parse(s[naive], fmt, utc=False)
+        if getattr(t.dt, "tz", None) is None:
+            t = _localize(t, tz, None if groups is None else groups[naive])
+        out[naive] = _utc_ns(t)
+    return out
+
+
+def _timestamps(ctx: _Ctx, raw: pd.Series, groups: np.ndarray | None = None) -> np.ndarray:
+    """The timestamp column -> datetime64[ns] (UTC), NaT where it cannot be parsed."""
+    spec, tz = ctx.spec, ctx.m.timezone
+    unit = spec.timestamp_unit
+    if unit == "index":
+        return _steps(_origin(spec, tz), _numbers(raw), float(spec.row_interval_s))
+    if unit is not None:
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            raise ctx.error(f"column {spec.timestamp_column!r} holds dates, not epoch numbers; drop 'timestamp_unit'", "timestamp_unit")
+        t = pd.to_datetime(pd.Series(_numbers(raw)), unit=unit, errors="coerce", utc=True)
+        return _utc_ns(t)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        t = raw if getattr(raw.dt, "tz", None) is not None else _localize(raw, tz, groups)
+        return _utc_ns(t)
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):  # Parquet: epoch seconds
+        return _utc_ns(pd.to_datetime(pd.Series(raw.to_numpy(dtype=float)), unit="s", errors="coerce", utc=True))
+    out = _text_times(raw, spec.timestamp_format, tz, groups)
+    if len(raw) and np.isnat(out).all():
+        nums = _numbers(raw)
+        if np.isfinite(nums).any() and np.isfinite(nums).sum() == (raw.astype("string").str.strip().fillna("") != "").sum():
+            raise ctx.error(
+                f"timestamp column {spec.timestamp_column!r} holds plain numbers (e.g. {raw.iloc[0]!r}); "
+                "set 'timestamp_unit' (s, ms, us, ns or index)",
+                "timestamp_unit",
+            )
+    return out
+
+
+def _series_of_file(spec: FileSpec, path: Path) -> str:
+    return spec.series_prefix + path.stem if spec.series_from == "file" else ""
+
+
+def _series_values(ctx: _Ctx, df: pd.DataFrame, n: int, path: Path) -> np.ndarray:
+    spec = ctx.spec
+    if spec.series_column is None:
+        return np.full(n, _series_of_file(spec, path), dtype=object)
+    col = _column(ctx, df, spec.series_column, "series_column", "series")
+    s = col.astype("string").str.strip().fillna("")
+    return (spec.series_prefix + s).to_numpy(dtype=object)
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"row": [], "timestamp": [], "tag": [], "value": [], "non_numeric": [], "series": []})
-
-
-def read_long(m: PlantManifest, spec: FileSpec) -> Records:
-    path = m.resolve(spec.path)
-    if spec.format == "long_parquet":
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, sep=spec.delimiter, dtype=str, keep_default_na=False, encoding=spec.encoding)
-    for col in (spec.timestamp_column, spec.tag_column, spec.value_column):
-        if col not in df.columns:
-            raise ManifestError(f"{path}: column {col!r} not found; columns are {list(df.columns)}")
-    ts = _to_utc(df[spec.timestamp_column], spec.timestamp_format, m.timezone)
-    if pd.api.types.is_numeric_dtype(df[spec.value_column]):
-        v = df[spec.value_column].to_numpy(dtype=float)
-        bad = np.zeros(len(df), dtype=bool)
-    else:
-        v, bad = _numeric(df[spec.value_column], spec.decimal)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "row": np.arange(len(df)),
-            "timestamp": ts.to_numpy(),
-            "tag": df[spec.tag_column].astype(str).to_numpy(),
-            "value": v,
-            "non_numeric": bad,
-            "series": "",
+            "row": np.array([], dtype=np.int64),
+            "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "tag": np.array([], dtype=object),
+            "value": np.array([], dtype=float),
+            "non_numeric": np.array([], dtype=bool),
+            "series": np.array([], dtype=object),
+            "bad_quality": np.array([], dtype=bool),
         }
     )
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
-    return Records(str(path), len(df), frame, [])
+
+
+def _frame(rows, ts, tag, value, non_numeric, series, bad_quality) -> pd.DataFrame:
+    f = pd.DataFrame(
+        {
+            "row": np.asarray(rows, dtype=np.int64),
+            "timestamp": pd.to_datetime(np.asarray(ts, dtype="datetime64[ns]")).tz_localize("UTC"),
+            "tag": np.asarray(tag, dtype=object),
+            "value": np.asarray(value, dtype=float),
+            "non_numeric": np.asarray(non_numeric, dtype=bool),
+            "series": np.asarray(series, dtype=object),
+            "bad_quality": np.asarray(bad_quality, dtype=bool),
+        }
+    )
+    f["timestamp"] = f["timestamp"].astype("datetime64[ns, UTC]")
+    return f
+
+
+# ----------------------------------------------------------------------------------------------------
+# Readers
+
+
+def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]") -> Records:
+    """One column per tag, one line per timestamp (or per row of a fixed interval)."""
+    ctx = _Ctx(m, spec, key, path)
+    df = _read_csv(ctx)
+    n = len(df)
+    if spec.timestamp_column is None:
+        ts = _steps(_origin(spec, m.timezone), np.arange(n, dtype=float), float(spec.row_interval_s))
+    else:
+        ts = _timestamps(ctx, _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp"))
+    series = _series_values(ctx, df, n, path)
+    known = {t.name for t in m.tags}
+    used = {spec.timestamp_column, spec.series_column} - {None}
+    tag_cols = [c for c in df.columns if c in known and c not in used]
+    unmapped = [c for c in df.columns if c not in known and c not in used]
+    if n and not tag_cols:
+        raise ctx.error(f"none of the manifest's tags appear as columns; columns are {list(df.columns)}")
+    if not tag_cols:
+        return Records(str(path), n, _empty(), unmapped)
+    k = len(tag_cols)
+    cells = pd.Series(df[tag_cols].to_numpy(dtype=object).ravel(order="F"))  # tag-major: all of tag 0, then tag 1...
+    vals, bad = _numeric(cells, spec.decimal)
+    frame = _frame(
+        rows=np.tile(np.arange(n), k),
+        ts=np.tile(ts, k),
+        tag=np.repeat(np.array(tag_cols, dtype=object), n),
+        value=vals,
+        non_numeric=bad,
+        series=np.tile(series, k),
+        bad_quality=np.zeros(k * n, dtype=bool),
+    )
+    return Records(str(path), n, frame, unmapped)
+
+
+def _norm_quality(x: object) -> str:
+    s = str(x).strip().lower()
+    try:
+        f = float(s)
+    except ValueError:
+        return s
+    return str(int(f)) if f.is_integer() else s
+
+
+def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]") -> Records:
+    """One record per line: (timestamp, tag, value[, quality][, series])."""
+    ctx = _Ctx(m, spec, key, path)
+    if spec.format == "long_parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+            raise ctx.error(f"cannot be read as Parquet: {e}", "format") from None
+        df.columns = [str(c) for c in df.columns]
+    else:
+        df = _read_csv(ctx)
+    n = len(df)
+    tag = _column(ctx, df, spec.tag_column, "tag_column", "tag").astype("string").str.strip().fillna("")
+    tag = tag.to_numpy(dtype=object)
+    ts_raw = _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp")
+    series = _series_values(ctx, df, n, path)
+    groups = None
+    if m.timezone != "UTC":  # DST inference runs per (series, tag): a long file interleaves the tags
+        groups = pd.factorize(pd.Series(series.astype(str)) + "\x00" + pd.Series(tag.astype(str)))[0]
+    ts = _timestamps(ctx, ts_raw, groups)
+    vcol = _column(ctx, df, spec.value_column, "value_column", "value")
+    if pd.api.types.is_numeric_dtype(vcol) and not pd.api.types.is_bool_dtype(vcol):
+        v = vcol.to_numpy(dtype=float, na_value=np.nan)
+        non_numeric = np.zeros(n, dtype=bool)
+    else:
+        v, non_numeric = _numeric(vcol, spec.decimal)
+    bad_q = np.zeros(n, dtype=bool)
+    if spec.quality_column is not None:
+        q = _column(ctx, df, spec.quality_column, "quality_column", "quality")
+        bad_set = {_norm_quality(b) for b in spec.bad_quality}
+        bad_q = q.map(_norm_quality).isin(bad_set).to_numpy(dtype=bool)
+        v = np.where(bad_q, np.nan, v)
+        non_numeric = non_numeric & ~bad_q
+    used = {spec.timestamp_column, spec.tag_column, spec.value_column, spec.quality_column, spec.series_column}
+    unmapped = [c for c in df.columns if c not in used and not _is_unnamed(c)]
+    frame = _frame(np.arange(n), ts, tag, v, non_numeric, series, bad_q)
+    return Records(str(path), n, frame, unmapped)
 
 
 READERS = {"wide_csv": read_wide_csv, "long_parquet": read_long, "long_csv": read_long}
 
 
+def _key(m: PlantManifest, spec: FileSpec) -> str:
+    for i, f in enumerate(m.files):
+        if f is spec:
+            return f"files[{i}]"
+    for i, f in enumerate(m.files):
+        if f == spec:
+            return f"files[{i}]"
+    return "files[?]"
+
+
+def raw_paths(m: PlantManifest, spec: FileSpec) -> list[Path]:
+    """The raw files a manifest entry names: one path, or every file matching a glob (sorted)."""
+    key = _key(m, spec)
+    resolved = m.resolve_file(spec)
+    if _MAGIC.search(spec.path):
+        base = Path(spec.root) if spec.root is not None else m.source.parent
+        pattern = Path(spec.path) if Path(spec.path).is_absolute() else Path(glob.escape(str(base))) / spec.path
+        found = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+        if not found:
+            raise ManifestError(
+                f"{m.source}: key '{key}.path' pattern {spec.path!r} matched no files (looked for {resolved})"
+            )
+        return found
+    if not resolved.is_file():
+        hint = "" if spec.root is not None else " (relative paths resolve against the manifest's folder unless a data root is given)"
+        raise ManifestError(f"{m.source}: raw file {spec.path!r} of key '{key}.path' not found at {resolved}{hint}")
+    return [resolved]
+
+
 def read_file(m: PlantManifest, spec: FileSpec) -> list[Records]:
-    """Read one file entry of a manifest; one Records per raw file it names."""
-    path = m.resolve(spec.path)
-    if not Path(path).is_file():
-        raise ManifestError(f"{m.source}: raw file {spec.path!r} not found at {path}")
-    return [READERS[spec.format](m, spec)]
+    """Read one file entry of a manifest; one Records per raw file it names (a glob names several)."""
+    key = _key(m, spec)
+    spec.check(str(m.source), key)
+    paths = raw_paths(m, spec)
+    return [READERS[spec.format](m, spec, p, key) for p in paths]
