@@ -308,11 +308,12 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     ctx = _Ctx(m, spec, key, path)
     df = _read_csv(ctx)
     n = len(df)
+    series = _series_values(ctx, df, n, path)
     if spec.timestamp_column is None:
         ts = _steps(_origin(spec, m.timezone), np.arange(n, dtype=float), float(spec.row_interval_s))
     else:
-        ts = _timestamps(ctx, _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp"))
-    series = _series_values(ctx, df, n, path)
+        groups = pd.factorize(pd.Series(series, dtype=object))[0] if spec.series_column is not None else None
+        ts = _timestamps(ctx, _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp"), groups)
     known = {t.name for t in m.tags}
     used = {spec.timestamp_column, spec.series_column} - {None}
     tag_cols = [c for c in df.columns if c in known and c not in used]

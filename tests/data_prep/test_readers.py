@@ -367,3 +367,15 @@ def test_bad_file_keys_name_manifest_and_key(tmp_path, patch, needle):
 def test_long_formats_need_a_timestamp_column(tmp_path):
     with pytest.raises(ManifestError, match=r"'files\[0\]\.timestamp_column' is null; long formats"):
         _plant(tmp_path, {"path": "x.csv", "format": "long_csv", "timestamp_column": None, "row_interval_s": 1})
+
+
+def test_dst_inference_runs_per_series(tmp_path):
+    # Two runs in one file, both across the Berlin fall-back: the repeated hour is inferred within each run.
+    local = ["01:30", "02:30", "02:30", "03:30"]
+    lines = [f"{run};2026-10-25 {t};{i}" for run in ("A", "B") for i, t in enumerate(local)]
+    (tmp_path / "raw.csv").write_text("run;timestamp;T\n" + "\n".join(lines) + "\n")
+    spec = {"path": "raw.csv", "format": "wide_csv", "delimiter": ";", "series_column": "run"}
+    rec = _read_one(_plant(tmp_path, spec, timezone="Europe/Berlin"))
+    expect = _ts("2026-10-24 23:30", "2026-10-25 00:30", "2026-10-25 01:30", "2026-10-25 02:30")
+    assert rec.frame["timestamp"].tolist() == expect + expect
+    assert rec.frame["series"].tolist() == ["A"] * 4 + ["B"] * 4
