@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from fm.data.datamodule import CorpusDataModule
+from fm.training import strategies  # noqa: F401  (registers deepspeed_stage_N names that also run on CPU)
 from fm.training.module import MaxFMModule
 
 
@@ -60,21 +61,49 @@ def run(args: list[str], stage: str) -> int:
     ckpt = cfg.resume
     if ckpt == "last":
         ckpt = str(root / "checkpoints" / "last.ckpt")
-    cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    trainer = cli.trainer
+    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
     export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"
-    if cli.trainer.is_global_zero:
-        model.model.save_pretrained(export)
-        summary = {
-            "stage": stage,
-            "global_step": int(cli.trainer.global_step),
-            "metrics": {k: float(v) for k, v in cli.trainer.callback_metrics.items()},
-            "corpus": cli.datamodule.corpus,
-            "corpus_tokens": (cli.datamodule.manifest or {}).get("splits"),
-            "plants": cli.datamodule.hparams.plants,
-        }
-        (export / "training_summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"[{stage}] HF export written to {export}")
+    summary = {
+        "stage": stage,
+        "global_step": int(trainer.global_step),
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "corpus": cli.datamodule.corpus,
+        "corpus_tokens": (cli.datamodule.manifest or {}).get("splits"),
+        "plants": cli.datamodule.hparams.plants,
+        "world_size": trainer.world_size,
+        "strategy": type(trainer.strategy).__name__,
+    }
+    export_hf(trainer, model, export, summary)
+    finish_distributed(trainer)
     return 0
+
+
+def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
+    """Write the trained model with save_pretrained on rank zero. Under ZeRO-3 every rank first joins the
+    gathering of the partitioned parameters."""
+    def save() -> None:
+        if trainer.is_global_zero:
+            model.model.save_pretrained(export)
+            (export / "training_summary.json").write_text(json.dumps(summary, indent=2))
+            print(f"[{summary['stage']}] HF export written to {export}")
+
+    if strategies.is_zero3(trainer.strategy):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.model.parameters()), modifier_rank=None):
+            save()
+    else:
+        save()
+
+
+def finish_distributed(trainer) -> None:
+    """barrier + destroy_process_group: without it, gloo runs abort at interpreter exit now and then."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        trainer.strategy.barrier("fm-finish")
+        dist.destroy_process_group()
 
 
 def pretrain_main(args: list[str]) -> int:
