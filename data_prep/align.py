@@ -37,9 +37,10 @@ def align_asset(records: pd.DataFrame, m: PlantManifest, asset: str, tags: list[
 
 
 def _align_series(recs: pd.DataFrame, tags: list[TagSpec], iv: float, asset: str, series: str) -> AlignedAsset:
-    secs = recs["timestamp"].astype("int64").to_numpy() // 10**9
-    t0 = (secs.min() // int(iv)) * int(iv) if float(iv).is_integer() else secs.min()
-    idx_all = np.floor((secs - t0) / iv).astype(np.int64)
+    t_ns = recs["timestamp"].astype("int64").to_numpy()  # nanoseconds: sub-second grids (100 ms) stay exact
+    iv_ns = int(round(iv * 1e9))
+    t0 = (t_ns.min() // iv_ns) * iv_ns  # the grid is anchored at multiples of the interval since the epoch
+    idx_all = (t_ns - t0) // iv_ns
     length = int(idx_all.max()) + 1
     values = np.full((len(tags), length), np.nan)
     for c, t in enumerate(tags):
@@ -56,5 +57,5 @@ def _align_series(recs: pd.DataFrame, tags: list[TagSpec], iv: float, asset: str
             row = pd.Series(row).ffill(limit=hold).to_numpy()
         values[c] = row
     observed = ~np.isnan(values)
-    start = pd.Timestamp(int(t0), unit="s", tz="UTC")
+    start = pd.Timestamp(int(t0), unit="ns", tz="UTC")
     return AlignedAsset(asset, series, start, float(iv), [t.name for t in tags], values, observed)

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         b.add_argument("--recipe", default=None, help="corpus recipe YAML (tokenizer spec, splits, sharing); default: built-in")
         b.add_argument("--sharing", default=None, choices=["private", "consortium", "public"], help="corpus audience (overrides the recipe)")
         b.add_argument("--key-file", default=None, help="pseudonym key file (default: $MAXFM_PSEUDONYM_KEY)")
+        b.add_argument("--data-root", default=None,
+                       help="folder the manifests' relative raw-file paths point into (default: each manifest's folder); "
+                            "for configs/data/real/*.yaml use the shared data folder, e.g. ../shared/data")
         if name == "build":
             b.add_argument("--num-proc", type=int, default=1, help="plants prepared in parallel")
             b.add_argument("--shard-index", type=int, default=None, help="this task's shard (SLURM_ARRAY_TASK_ID)")
@@ -58,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def inspect(corpus: str | Path) -> str:
     m = load_corpus_manifest(corpus)
     lines = [f"corpus {corpus}  tokenizer {json.dumps(m['tokenizer'], sort_keys=True)}  audience {m['recipe']['sharing']}"]
-    head = f"{'plant':<16}{'stage':<12}{'sharing':<12}{'split':<12}{'series':>7}{'steps':>10}{'tokens':>10}{'missing%':>10}"
+    head = f"{'plant':<26}{'stage':<12}{'sharing':<12}{'split':<12}{'series':>7}{'steps':>10}{'tokens':>10}{'missing%':>10}"
     lines.append(head)
     by_level: dict[tuple[str, str], list[int]] = {}
     for pid, p in sorted(m["plants"].items()):
@@ -67,17 +70,17 @@ def inspect(corpus: str | Path) -> str:
             if not c["series"]:
                 continue
             lines.append(
-                f"{pid:<16}{p['stage']:<12}{p['sharing']:<12}{s:<12}{c['series']:>7}{c['steps']:>10}{c['tokens']:>10}{c['missing_pct']:>10.2f}"
+                f"{pid:<26}{p['stage']:<12}{p['sharing']:<12}{s:<12}{c['series']:>7}{c['steps']:>10}{c['tokens']:>10}{c['missing_pct']:>10.2f}"
             )
             acc = by_level.setdefault((p["sharing"], s), [0, 0, 0])
             acc[0] += c["series"]
             acc[1] += c["steps"]
             acc[2] += c["tokens"]
         extra = f", {p['files_quarantined']} file(s) quarantined" if p["files_quarantined"] else ""
-        lines.append(f"{'':<16}rows in {p['rows_in']}: kept {p['kept']}, repaired {p['repaired']}, quarantined {p['quarantined']}{extra}")
+        lines.append(f"{'':<26}rows in {p['rows_in']}: kept {p['kept']}, repaired {p['repaired']}, quarantined {p['quarantined']}{extra}")
     lines.append("per sharing level")
     for (level, s), (n, steps, tokens) in sorted(by_level.items()):
-        lines.append(f"{'':<16}{'':<12}{level:<12}{s:<12}{n:>7}{steps:>10}{tokens:>10}")
+        lines.append(f"{'':<26}{'':<12}{level:<12}{s:<12}{n:>7}{steps:>10}{tokens:>10}")
     if m.get("plants_excluded_by_sharing"):
         lines.append(f"{m['plants_excluded_by_sharing']} plant(s) left out: their sharing level does not allow this audience")
     return "\n".join(lines)
@@ -88,7 +91,7 @@ def _dry_run(a, cfg: PrepConfig) -> int:
     from data_prep.governance import Names, load_key
 
     names = Names(cfg.sharing, load_key(a.key_file))
-    sel = select_plants(a.manifests, cfg)
+    sel = select_plants(a.manifests, cfg, a.data_root)
     bad = 0
     for m in sel.included:
         res = prep_plant(m, cfg, names)
@@ -115,16 +118,16 @@ def main(argv: list[str]) -> int:
     if a.cmd == "build":
         shard = a.shard_index if a.shard_index is not None else 0
         infos = build_parts(a.manifests, a.out, cfg, a.key_file, num_proc=a.num_proc, shard_index=shard,
-                            num_shards=a.num_shards, force=a.force)
+                            num_shards=a.num_shards, force=a.force, data_root=a.data_root)
         if a.num_shards > 1:
             print(f"[prep] shard {shard}/{a.num_shards}: {len(infos)} plant part(s) in {Path(a.out) / 'parts'}; "
                   "run `fm prep merge` when every shard is done")
         else:
-            merge(a.manifests, a.out, cfg, a.key_file)
+            merge(a.manifests, a.out, cfg, a.key_file, data_root=a.data_root)
             print(inspect(a.out))
         bad = sum(i["quarantined"] + i["files_quarantined"] for i in infos)
     else:
-        m = merge(a.manifests, a.out, cfg, a.key_file)
+        m = merge(a.manifests, a.out, cfg, a.key_file, data_root=a.data_root)
         print(inspect(a.out))
         bad = sum(p["quarantined"] + p["files_quarantined"] for p in m["plants"].values())
     if bad:

@@ -181,8 +181,9 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             continue
+        base = Path(spec.root) if spec.root else Path(m.source).parent
         for rec in records:
-            fid = names("file", os.path.relpath(rec.file, Path(m.source).parent))
+            fid = names("file", os.path.relpath(rec.file, base))
             v = validate(rec, m, wide=spec.format == "wide_csv")
             v.report.file = fid
             v.records["file_idx"] = len(inputs)
@@ -317,9 +318,10 @@ def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:
     return counts
 
 
-def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None, force: bool = False) -> dict:
+def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None, force: bool = False,
+               data_root: str | Path | None = None) -> dict:
     """Write (or reuse) the part of one plant; returns its part.json content. Atomic: temp dir + rename."""
-    m = load_manifest(manifest_path)
+    m = load_manifest(manifest_path, data_root=data_root)
     names = Names(cfg.sharing, key)
     pid = names("plant", m.plant_id)
     parts = Path(out) / "parts"
@@ -386,8 +388,8 @@ class Selection:
     """Plants left out because their sharing level does not allow the corpus audience."""
 
 
-def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig) -> Selection:
-    manifests = [load_manifest(p) for p in manifest_paths]  # all validated up front
+def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig, data_root: str | Path | None = None) -> Selection:
+    manifests = [load_manifest(p, data_root=data_root) for p in manifest_paths]  # all validated up front
     ids = [m.plant_id for m in manifests]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -409,15 +411,16 @@ def build_parts(
     num_shards: int = 1,
     force: bool = False,
     log: Callable[[str], None] = print,
+    data_root: str | Path | None = None,
 ) -> list[dict]:
     """Write the parts of this shard's plants (plants are dealt round-robin by plant id over shards)."""
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
     key = load_key(key_file)
     Names(cfg.sharing, key)  # fail fast: a shared corpus needs a key
-    sel = select_plants(manifest_paths, cfg)
+    sel = select_plants(manifest_paths, cfg, data_root)
     mine = sel.included[shard_index::num_shards]
-    jobs = [(m.source, out, cfg, key, force) for m in mine]
+    jobs = [(m.source, out, cfg, key, force, data_root) for m in mine]
     Path(out, "parts").mkdir(parents=True, exist_ok=True)
     results = []
     from tqdm.auto import tqdm
@@ -443,12 +446,12 @@ def build_parts(
 
 
 def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, key_file: str | Path | None = None,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print, data_root: str | Path | None = None) -> dict:
     """Merge the parts of every selected plant into data/ + manifest.json. Refuses missing or stale parts."""
     out = Path(out)
     key = load_key(key_file)
     names = Names(cfg.sharing, key)
-    sel = select_plants(manifest_paths, cfg)
+    sel = select_plants(manifest_paths, cfg, data_root)
     infos = []
     for m in sel.included:
         pid = names("plant", m.plant_id)
@@ -512,10 +515,12 @@ def build_corpus(
     num_proc: int = 1,
     force: bool = False,
     log: Callable[[str], None] = print,
+    data_root: str | Path | None = None,
 ) -> dict:
-    """Build the parts of every plant (reusing finished ones) and merge them. Returns manifest.json."""
-    build_parts(manifest_paths, out, cfg, key_file, num_proc=num_proc, force=force, log=log)
-    return merge(manifest_paths, out, cfg, key_file, log=log)
+    """Build the parts of every plant (reusing finished ones) and merge them. Returns manifest.json.
+    ``data_root``: where relative raw-file paths of the manifests point (default: each manifest's folder)."""
+    build_parts(manifest_paths, out, cfg, key_file, num_proc=num_proc, force=force, log=log, data_root=data_root)
+    return merge(manifest_paths, out, cfg, key_file, log=log, data_root=data_root)
 
 
 def load_corpus_manifest(corpus: str | Path) -> dict:

@@ -146,3 +146,27 @@ def test_known_values():
     f = by_spec["steel_energy/Steel_industry_data.csv"][0].frame
     first = f[f["tag"] == "Usage_kWh"].sort_values("row").iloc[0]
     assert first["value"] == 3.17 and first["timestamp"] == pd.Timestamp("2017-12-31 15:15", tz="UTC")  # 00:15 KST
+
+
+def test_real_manifests_build_one_corpus(tmp_path):
+    """One command builds a real multi-plant corpus from the shared data folder (nothing copied into the repo)."""
+    import json
+
+    from fm.cli import main
+
+    out = tmp_path / "real"
+    rc = main(["prep", "build", "--out", str(out), "--data-root", str(DATA), "--num-proc", "2",
+               *map(str, real_manifest_paths())])
+    assert rc == 3  # NAB repeats one hour: 12 rows quarantined as duplicate timestamps
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(m["plants"]) == {"skab", "cnc_mill", "cmapss_fd001", "steel_energy", "ett_h1", "ett_h2",
+                                "nab_machine_temperature"}
+    assert m["plants"]["nab_machine_temperature"]["quarantined"] == 12
+    for pid, p in m["plants"].items():
+        assert p["kept"] + p["repaired"] + p["quarantined"] == p["rows_in"], pid
+        assert p["splits"]["train"]["tokens"] > 0, pid
+    assert m["plants"]["cmapss_fd001"]["splits"]["train"]["series"] == 100  # one series per engine
+    assert m["plants"]["cnc_mill"]["splits"]["train"]["missing_pct"] < 1.0  # the 100 ms grid is kept
+    for f in out.rglob("*"):  # lineage points into the data root, not into this machine's layout
+        if f.name == "part.json":
+            assert all(not i["file"].startswith("..") for i in json.loads(f.read_text())["inputs"])
