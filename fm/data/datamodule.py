@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from data_prep.corpus import load_corpus_manifest
+from fm.data.sampling import ResumableDataLoader, ResumableSampler
 from fm.data.windows import WindowDataset, WindowSpec, check_spec, collate, open_split
 
 
@@ -72,20 +72,31 @@ class CorpusDataModule(L.LightningDataModule):
             if len(self.train_set) == 0:
                 raise ValueError(f"{self.corpus}: no training window of {self._spec(True).length} steps; shorten the context")
 
+    def _rank_world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def _progress(self) -> int:
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(
+        # Each rank reads its own share of one seeded global order; the position is saved in checkpoints.
+        rank, world = self._rank_world()
+        sampler = ResumableSampler(len(self.train_set), self.hparams.seed, rank, world, shuffle=True)
+        return ResumableDataLoader(
             self.train_set,
             batch_size=self.hparams.batch_size,
-            shuffle=True,
-            generator=g,
+            sampler=sampler,
             collate_fn=collate,
             num_workers=self.hparams.num_workers,
             drop_last=True,
+            progress=self._progress if self.trainer is not None else None,
         )
 
     def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        sampler = ResumableSampler(len(self.val_set), self.hparams.seed, rank, world, shuffle=False)
         return DataLoader(
-            self.val_set, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=collate,
+            self.val_set, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=collate,
             num_workers=self.hparams.num_workers,
         )

@@ -47,7 +47,11 @@ def run(args: list[str], stage: str) -> int:
         run=False,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, auto_insert_metric_name=False)]},
+        trainer_defaults={
+            "callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, auto_insert_metric_name=False)],
+            # the data module shards by rank itself, resumably (fm.data.sampling)
+            "use_distributed_sampler": False,
+        },
     )
     cfg = cli.config
     model = cli.model
@@ -60,7 +64,7 @@ def run(args: list[str], stage: str) -> int:
     root = Path(cli.trainer.default_root_dir)
     ckpt = cfg.resume
     if ckpt == "last":
-        ckpt = str(root / "checkpoints" / "last.ckpt")
+        ckpt = find_last_checkpoint(root)
     trainer = cli.trainer
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
     export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"
@@ -77,6 +81,14 @@ def run(args: list[str], stage: str) -> int:
     export_hf(trainer, model, export, summary)
     finish_distributed(trainer)
     return 0
+
+
+def find_last_checkpoint(root: Path) -> str:
+    """The newest ``last.ckpt`` under a run's root (file, or folder for DeepSpeed's sharded checkpoints)."""
+    found = sorted(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"{root}: no last.ckpt to resume from")
+    return str(found[-1])
 
 
 def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:

@@ -8,9 +8,11 @@ parameters are stored as plain dicts, so checkpoints load with ``torch.load(weig
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass
 
 import lightning as L
+import numpy as np
 import torch
 
 from fm.model import ArchConfig, MaxFMConfig, MaxFMModel
@@ -25,8 +27,11 @@ class OptimConfig:
     """Decoupled weight decay on matrices (not on norms or embeddings)."""
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 50
-    """Linear warmup steps, then cosine decay to ``min_lr_ratio * lr`` at the trainer's max_steps."""
+    """Linear warmup steps, then cosine decay to ``min_lr_ratio * lr`` at ``total_steps``."""
     min_lr_ratio: float = 0.1
+    total_steps: int | None = None
+    """Length of the schedule; None = the trainer's max_steps. Set it when a run is split into jobs that
+    stop early and resume (the schedule must not depend on where a job stops)."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -110,6 +115,23 @@ class MaxFMModule(L.LightningModule):
         bs = batch["values"].shape[0]
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=bs, sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # RNG states as tensors and plain numbers, so the checkpoint stays loadable with weights_only=True.
+        np_state = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("rng_states")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+            random.setstate(rng["python"])
+
     def configure_optimizers(self):
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
@@ -120,7 +142,12 @@ class MaxFMModule(L.LightningModule):
             lr=o.lr,
             betas=tuple(o.betas),
         )
-        total = max(1, int(self.trainer.max_steps) if self.trainer.max_steps and self.trainer.max_steps > 0 else 1000)
+        if o.total_steps:
+            total = o.total_steps
+        elif self.trainer.max_steps and self.trainer.max_steps > 0:
+            total = int(self.trainer.max_steps)
+        else:
+            raise ValueError("set trainer.max_steps or model.optim.total_steps: the LR schedule needs its length")
 
         def schedule(step: int) -> float:
             if step < o.warmup_steps:
