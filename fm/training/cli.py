@@ -79,7 +79,7 @@ def run(args: list[str], stage: str) -> int:
         "strategy": type(trainer.strategy).__name__,
     }
     export_hf(trainer, model, export, summary)
-    finish_distributed(trainer)
+    finish_run(trainer)
     return 0
 
 
@@ -109,9 +109,15 @@ def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
         save()
 
 
-def finish_distributed(trainer) -> None:
-    """barrier + destroy_process_group: without it, gloo runs abort at interpreter exit now and then."""
+def finish_run(trainer) -> None:
+    """Close wandb runs (flushes offline files), then barrier + destroy_process_group: without it, gloo
+    runs abort at interpreter exit now and then."""
     import torch.distributed as dist
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger) and trainer.is_global_zero:
+            lg.experiment.finish()
 
     if dist.is_available() and dist.is_initialized():
         trainer.strategy.barrier("fm-finish")
