@@ -1,8 +1,9 @@
 """Release folder: config.json + model.safetensors + README.md (model card), loadable with
 ``transformers.AutoModel.from_pretrained(folder)`` after ``import fm``.
 
-The source is either an HF export folder (``save_pretrained``) or a Lightning checkpoint; checkpoints are
-read with ``torch.load(weights_only=True)`` (no pickle code execution) and carry their resolved config.
+The source is an HF export folder (``save_pretrained``), a Lightning checkpoint file, or a DeepSpeed ZeRO
+checkpoint folder (sharded; consolidated to fp32 here). Checkpoints are read with
+``torch.load(weights_only=True)`` (no pickle code execution) and carry their resolved config.
 """
 
 from __future__ import annotations
@@ -15,8 +16,40 @@ import torch
 from fm.model import ArchConfig, MaxFMConfig, MaxFMModel
 
 
+def _load_zero_checkpoint(src: Path) -> tuple[dict, dict]:
+    """(hyper_parameters, fp32 state dict) of a DeepSpeed ZeRO checkpoint folder written by Lightning.
+
+    DeepSpeed's consolidation reads its shards with ``torch.load``; here every read is forced to
+    ``weights_only=True`` with exactly three DeepSpeed classes allowed (the ZeRO-stage enum, the loss-scaler
+    state and ZeRO-2's fragment-address record), so no arbitrary code can run while loading."""
+    from unittest import mock
+
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    states = sorted((src / "checkpoint").glob("*model_states.pt"))
+    if not states:
+        raise FileNotFoundError(f"{src}: a DeepSpeed checkpoint folder without model_states files")
+    client = torch.load(states[0], map_location="cpu", weights_only=True)
+    real_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    with torch.serialization.safe_globals([ZeroStageEnum, LossScaler, fragment_address]), mock.patch("torch.load", weights_only_load):
+        state = get_fp32_state_dict_from_zero_checkpoint(str(src))
+    return client["hyper_parameters"], state
+
+
 def load_model(src: str | Path) -> MaxFMModel:
+    """A MAX-FM model from an export folder, a Lightning checkpoint file, or a DeepSpeed (ZeRO) checkpoint folder."""
     src = Path(src)
+    if src.is_dir() and (src / "checkpoint").is_dir():
+        hparams, state = _load_zero_checkpoint(src)
+        return _from_lightning_state(hparams, state, src)
     if src.is_dir():
         if not (src / "config.json").is_file():
             raise FileNotFoundError(f"{src}: no config.json; expected a MAX-FM export folder or a .ckpt file")
@@ -24,12 +57,16 @@ def load_model(src: str | Path) -> MaxFMModel:
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such checkpoint or export folder")
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    return _from_lightning_state(ckpt.get("hyper_parameters", {}), ckpt["state_dict"], src)
+
+
+def _from_lightning_state(hparams: dict, state_dict: dict, src: Path) -> MaxFMModel:
     try:
-        arch = ArchConfig(**ckpt["hyper_parameters"]["arch"])
+        arch = ArchConfig(**hparams["arch"])
     except KeyError:
         raise ValueError(f"{src}: not a MAX-FM Lightning checkpoint (no hyper_parameters.arch)") from None
     model = MaxFMModel(MaxFMConfig.from_arch(arch))
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
     model.load_state_dict(state, strict=True)
     return model
 

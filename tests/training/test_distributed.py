@@ -83,4 +83,9 @@ def test_deepspeed_zero_matches_ddp(stage, ddp, single, corpus, tmp_path):
     a, b = _val_loss(single, corpus), _val_loss(export, corpus)
     assert abs(a - b) / a < 0.02, (a, b)
     ckpt = next(tmp_path.rglob("last.ckpt"))
-    assert ckpt.is_dir()  # ZeRO writes a sharded checkpoint folder
+    assert ckpt.is_dir()  # ZeRO writes a sharded checkpoint folder ...
+    from fm.release.export import load_model
+
+    consolidated = load_model(ckpt)  # ... which converts to one model, equal to the gathered export
+    for (n, p), (_, q) in zip(consolidated.state_dict().items(), zero.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
