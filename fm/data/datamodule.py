@@ -19,6 +19,7 @@ class CorpusDataModule(L.LightningDataModule):
         batch_size: int = 32,
         mask_ratio: float = 0.15,
         mean_span: int = 3,
+        min_context_patches: int | None = None,
         stride_patches: int = 1,
         eval_stride_patches: int | None = None,
         plants: list[str] | None = None,
@@ -33,6 +34,7 @@ class CorpusDataModule(L.LightningDataModule):
             batch_size: Windows per batch (per device).
             mask_ratio: Share of context patches masked in random spans (reconstruction target); 0 = forecast only.
             mean_span: Mean length (patches) of a masked span.
+            min_context_patches: Train on context lengths drawn in [this, context_patches] (left-padded, masked).
             stride_patches: Step between training windows, in patches.
             eval_stride_patches: Step between validation windows (default: horizon_patches, non-overlapping futures).
             plants: Only these plant ids (default: all).
@@ -63,6 +65,7 @@ class CorpusDataModule(L.LightningDataModule):
             mask_ratio=hp.mask_ratio,
             mean_span=hp.mean_span,
             seed=hp.seed if train else hp.seed + 1,
+            min_context_patches=hp.min_context_patches if train else None,
         )
 
     def setup(self, stage: str | None = None) -> None:

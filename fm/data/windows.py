@@ -61,6 +61,13 @@ class WindowSpec:
     mask_ratio: float = 0.0
     mean_span: int = 3
     seed: int = 0
+    min_context_patches: int | None = None
+    """When set, each window's context length is drawn in [min_context_patches, context_patches]; the
+    rest is left padding (unobserved, ``patch_mask`` False): variable context lengths in one batch."""
+
+    def __post_init__(self) -> None:
+        if self.min_context_patches is not None and not 1 <= self.min_context_patches <= self.context_patches:
+            raise ValueError("min_context_patches must be in [1, context_patches]")
 
     @property
     def length(self) -> int:
@@ -106,31 +113,50 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def pad_patches(self, i: int) -> int:
+        """Left-padding patches of window ``i`` (0 unless variable context lengths are on)."""
+        sp = self.spec
+        if sp.min_context_patches is None:
+            return 0
+        rng = np.random.default_rng((sp.seed, int(i), 1))
+        return sp.context_patches - int(rng.integers(sp.min_context_patches, sp.context_patches + 1))
+
     def target_mask(self, i: int) -> np.ndarray:
         """(patches,) bool: masked context spans (reconstruction) + the future patches (forecast)."""
         sp = self.spec
         p = sp.context_patches + sp.horizon_patches
+        pad = self.pad_patches(i)
         m = np.zeros(p, dtype=bool)
         m[sp.context_patches :] = True
         if sp.mask_ratio > 0:
             rng = np.random.default_rng((sp.seed, int(i)))
-            want = int(round(sp.mask_ratio * sp.context_patches))
-            while m[: sp.context_patches].sum() < want:
+            real = sp.context_patches - pad
+            want = int(round(sp.mask_ratio * real))
+            while m[pad : sp.context_patches].sum() < want:
                 span = int(rng.geometric(1.0 / sp.mean_span))
-                start = int(rng.integers(0, sp.context_patches))
+                start = pad + int(rng.integers(0, real))
                 m[start : min(start + span, sp.context_patches)] = True
         return m
 
     def __getitem__(self, i: int) -> dict:
         sid, s = self.index[i]
         r = self.series[sid]
-        W = self.spec.length
+        W, L = self.spec.length, self.spec.patch_len
         c = r["values"].shape[0]
+        p = self.spec.context_patches + self.spec.horizon_patches
+        values = r["values"][:, s : s + W].copy()
+        observed = r["observed"][:, s : s + W].copy()
+        pad = self.pad_patches(i)
+        values[:, : pad * L] = 0.0
+        observed[:, : pad * L] = False
+        patch_mask = np.ones((c, p), dtype=bool)
+        patch_mask[:, :pad] = False
         return {
-            "values": torch.from_numpy(r["values"][:, s : s + W].copy()),
-            "observed": torch.from_numpy(r["observed"][:, s : s + W].copy()),
+            "values": torch.from_numpy(values),
+            "observed": torch.from_numpy(observed),
             "kinds": torch.from_numpy(r["kinds"]),
-            "target_mask": torch.from_numpy(np.broadcast_to(self.target_mask(i), (c, self.spec.context_patches + self.spec.horizon_patches)).copy()),
+            "target_mask": torch.from_numpy(np.broadcast_to(self.target_mask(i), (c, p)).copy()),
+            "patch_mask": torch.from_numpy(patch_mask),
             "n_future": self.spec.horizon_patches,
         }
 
@@ -146,6 +172,7 @@ def collate(items: list[dict]) -> dict:
         "observed": torch.zeros(b, c, t, dtype=torch.bool),
         "kinds": torch.zeros(b, c, dtype=torch.long),
         "target_mask": torch.zeros(b, c, p, dtype=torch.bool),
+        "patch_mask": torch.zeros(b, c, p, dtype=torch.bool),
         "channel_mask": torch.zeros(b, c, dtype=torch.bool),
         "n_future": torch.tensor(items[0]["n_future"]),
     }
@@ -155,5 +182,6 @@ def collate(items: list[dict]) -> dict:
         out["observed"][j, :k] = it["observed"]
         out["kinds"][j, :k] = it["kinds"]
         out["target_mask"][j, :k] = it["target_mask"]
+        out["patch_mask"][j, :k] = it["patch_mask"]
         out["channel_mask"][j, :k] = True
     return out

@@ -57,6 +57,8 @@ class MaxFMModule(L.LightningModule):
         optim: OptimConfig | None = None,
         objective: ObjectiveConfig | None = None,
         init_from: str | None = None,
+        activation_checkpointing: bool = False,
+        compile: bool = False,
     ):
         """
         Args:
@@ -64,6 +66,8 @@ class MaxFMModule(L.LightningModule):
             optim: Optimizer and schedule.
             objective: Loss weights.
             init_from: A MAX-FM export folder (``save_pretrained``) to start from; its architecture wins over ``arch``.
+            activation_checkpointing: Recompute each block in the backward pass (less memory, ~1/3 more compute).
+            compile: ``torch.compile`` each block in place (parameter names, checkpoints and exports unchanged).
         """
         super().__init__()
         arch = arch or ArchConfig()
@@ -75,8 +79,14 @@ class MaxFMModule(L.LightningModule):
         else:
             self.model = MaxFMModel(MaxFMConfig.from_arch(arch))
         self.arch, self.optim_cfg, self.objective = arch, optim, objective
+        if activation_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if compile:
+            for blk in self.model.blocks:
+                blk.compile()
         self.save_hyperparameters(
-            {"arch": arch.to_dict(), "optim": asdict(optim), "objective": asdict(objective), "init_from": init_from}
+            {"arch": arch.to_dict(), "optim": asdict(optim), "objective": asdict(objective), "init_from": init_from,
+             "activation_checkpointing": activation_checkpointing, "compile": compile}
         )
         self.register_buffer("quantiles", torch.tensor(arch.quantiles), persistent=False)
 
@@ -87,7 +97,8 @@ class MaxFMModule(L.LightningModule):
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(
-            batch["values"], batch["observed"], batch["kinds"], batch["target_mask"], batch["channel_mask"]
+            batch["values"], batch["observed"], batch["kinds"], batch["target_mask"], batch["channel_mask"],
+            batch.get("patch_mask"),
         )
         b, c, p, L, q = out.quantiles_norm.shape
         y = ((batch["values"] - out.loc) / out.scale).view(b, c, p, L)
