@@ -81,6 +81,8 @@ def push_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The `deepspeed` launcher passes --local_rank=N first; the rank is also in $LOCAL_RANK, which Lightning reads.
+    argv = [a for a in argv if not a.startswith("--local_rank=")]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -89,3 +89,14 @@ def test_deepspeed_zero_matches_ddp(stage, ddp, single, corpus, tmp_path):
     consolidated = load_model(ckpt)  # ... which converts to one model, equal to the gathered export
     for (n, p), (_, q) in zip(consolidated.state_dict().items(), zero.state_dict().items(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_deepspeed_launcher_runs_the_same_config(ddp, corpus, tmp_path):
+    """`deepspeed --num_gpus 2 fm/cli.py pretrain ...` (it passes --local_rank=N, which fm ignores) trains
+    the same model as torchrun + DDP."""
+    launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent))
+    export = _run([launcher, "--num_gpus", "2", "--master_port", "29631", "fm/cli.py"], corpus, tmp_path, 2, 8,
+                  "deepspeed_stage_2")
+    zero, ref = MaxFMModel.from_pretrained(str(export)), MaxFMModel.from_pretrained(str(ddp))
+    for (n, p), (_, q) in zip(zero.state_dict().items(), ref.state_dict().items(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4, msg=n)
