@@ -100,3 +100,34 @@ def test_deepspeed_launcher_runs_the_same_config(ddp, corpus, tmp_path):
     zero, ref = MaxFMModel.from_pretrained(str(export)), MaxFMModel.from_pretrained(str(ddp))
     for (n, p), (_, q) in zip(zero.state_dict().items(), ref.state_dict().items(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4, msg=n)
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sbatch"):
+        return False
+    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix"))
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not _slurm_up(), reason="no SLURM controller on this machine (CI starts one: tests/slurm_support/start_slurm.sh)")
+def test_slurm_sbatch_runs_the_same_config(ddp, corpus, tmp_path):
+    """slurm/pretrain.sbatch on a real one-node SLURM cluster (2 tasks via --ntasks-per-node, Lightning's
+    SLURMEnvironment) trains the same model as torchrun + DDP."""
+    root = tmp_path / "run"
+    args = [*tiny_pretrain_args(corpus, root, steps=8), "--data.batch_size", "8", "--data.context_patches", "8",
+            "--trainer.limit_val_batches", "0", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--model.optim.lr", "0.005", "--model.optim.warmup_steps", "0"]
+    cmd = ["sbatch", "--wait", "--nodes", "1", "--ntasks-per-node", "2", "--cpus-per-task", "1", "--gpus-per-node", "0",
+           "--time", "15", "--output", str(tmp_path / "slurm-%j.out"),
+           f"--export=ALL,MAXFM_VENV={Path(sys.executable).parent.parent},OMP_NUM_THREADS=1",
+           str(REPO / "slurm/pretrain.sbatch"), *args]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=800)
+    log = "\n".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert r.returncode == 0, r.stderr + log[-3000:]
+    assert "SLURM auto-requeueing enabled" in log  # Lightning picked up the SLURM environment
+    summary = json.loads((root / "hf/training_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 8
+    got, ref = MaxFMModel.from_pretrained(str(root / "hf")), MaxFMModel.from_pretrained(str(ddp))
+    for (n, p), (_, q) in zip(got.state_dict().items(), ref.state_dict().items(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
