@@ -36,6 +36,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data_prep.align import align_asset
 from data_prep.governance import Names, allowed, load_key
@@ -74,6 +75,43 @@ FEATURES = datasets.Features(
         ],
     }
 )
+
+
+def _nested(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
+    """list<list<value>> from per-row 2-D (channels, time) arrays, built from flat buffers (no Python loops
+    over values)."""
+    inner_lengths = np.concatenate([np.full(a.shape[0], a.shape[1], dtype=np.int64) for a in arrays])
+    inner_offsets = np.concatenate([[0], np.cumsum(inner_lengths)]).astype(np.int32)
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    inner = pa.ListArray.from_arrays(pa.array(inner_offsets), pa.array(flat, type=value_type))
+    outer_offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(outer_offsets), inner)
+
+
+class _quiet_datasets:
+    """Hide datasets' per-save progress bars: the build shows one bar over plants instead."""
+
+    def __enter__(self):
+        self.was = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+
+    def __exit__(self, *exc):
+        if self.was:
+            datasets.enable_progress_bars()
+
+
+def rows_to_dataset(rows: list[dict], fingerprint: str) -> datasets.Dataset:
+    """A Dataset of corpus rows with the FEATURES schema. The big 2-D columns go in as flat buffers, and the
+    fingerprint is given (derived from the part's fingerprint), so datasets does not hash the whole table."""
+    schema = FEATURES.arrow_schema
+    columns = {}
+    for name in FEATURES:
+        if name in ("values", "observed"):
+            columns[name] = _nested([np.asarray(r[name]) for r in rows], schema.field(name).type.value_type.value_type)
+        else:
+            columns[name] = pa.array([r[name] for r in rows], type=schema.field(name).type)
+    table = pa.table(columns, schema=schema)
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=FEATURES), fingerprint=fingerprint)
 
 
 @dataclass
@@ -337,9 +375,10 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     tmp = parts / f".tmp-{pid}-{os.getpid()}"
     tmp.mkdir(parents=True)
     res = prep_plant(m, cfg, names)
-    for s in SPLITS:
-        if res.rows[s]:  # datasets cannot reload an empty saved dataset: an empty split is simply absent
-            datasets.Dataset.from_list(res.rows[s], features=FEATURES).save_to_disk(str(tmp / s))
+    with _quiet_datasets():
+        for s in SPLITS:
+            if res.rows[s]:  # datasets cannot reload an empty saved dataset: an empty split is simply absent
+                rows_to_dataset(res.rows[s], fingerprint=_canonical_hash([fp, s])[:16]).save_to_disk(str(tmp / s))
     (tmp / "report.json").write_text(json.dumps(res.report, indent=2, sort_keys=True))
     (tmp / "report.txt").write_text(human_report(res.report))
     res.quarantine.to_csv(tmp / "quarantine.csv", index=False)
@@ -470,7 +509,8 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
             splits[s] = datasets.concatenate_datasets(pieces)
     tmp = out / ".tmp-data"
     shutil.rmtree(tmp, ignore_errors=True)
-    datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size=cfg.max_shard_size)
+    with _quiet_datasets():
+        datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size=cfg.max_shard_size)
     if (out / "data").exists():
         shutil.rmtree(out / "data")
     os.replace(tmp, out / "data")

@@ -103,8 +103,10 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     t_ns = df["timestamp"].astype("int64")
     earlier_max = t_ns.groupby(keys).cummax().groupby(keys).shift(1)
     reordered = np.unique(df["row"].to_numpy()[(t_ns < earlier_max).to_numpy()])
-    lim_lo = df["tag"].map({t.name: (t.limits[0] if t.limits else -np.inf) for t in m.tags}).to_numpy(float)
-    lim_hi = df["tag"].map({t.name: (t.limits[1] if t.limits else np.inf) for t in m.tags}).to_numpy(float)
+    codes, names = pd.factorize(df["tag"])  # per-tag lookups by code: far cheaper than mapping strings per cell
+    limits = {t.name: t.limits or (-np.inf, np.inf) for t in m.tags}
+    lim_lo = np.array([limits.get(n, (np.nan, np.nan))[0] for n in names], dtype=float)[codes]
+    lim_hi = np.array([limits.get(n, (np.nan, np.nan))[1] for n in names], dtype=float)[codes]
     v = df["value"].to_numpy()
     present = ~np.isnan(v)
     out_of_limits = present & ~((v >= lim_lo) & (v <= lim_hi))
