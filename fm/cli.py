@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "evaluate": ("fm.cli:evaluate_main", "score a model on held-out data next to baselines"),
     "export": ("fm.cli:export_main", "write a release folder (config, safetensors, model card)"),
     "push": ("fm.cli:push_main", "push a release folder to the Hugging Face Hub (needs HF_TOKEN)"),
-    "bench": (None, "benchmarks (scripts/bench_*.py)"),
+    "bench": ("fm.cli:bench_main", "benchmarks: fm bench prep|train [args] (scripts/bench_*.py, print a table)"),
     "demo": ("fm.demo:main", "run the whole pipeline on the synthetic plants"),
 }
 
@@ -77,6 +77,20 @@ def push_main(argv: list[str]) -> int:
 
     print(push(a.folder, a.repo_id, private=not a.public))
     return 0
+
+
+def bench_main(argv: list[str]) -> int:
+    import subprocess
+    from pathlib import Path
+
+    names = ("prep", "train")
+    if not argv or argv[0] not in names:
+        print(f"usage: fm bench {{{'|'.join(names)}}} [args]  (fm bench train --help)", file=sys.stderr)
+        return 2
+    script = Path(__file__).resolve().parents[1] / "scripts" / f"bench_{argv[0]}.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: the benchmarks ship with a source checkout of max-fm, not with the wheel")
+    return subprocess.call([sys.executable, str(script), *argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

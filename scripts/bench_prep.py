@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_rss_mb, proc_status_mb  # scripts/_memory.py (the script's folder is on sys.path)
+
 METHODS = ("maxfm", "baseline")
 LABELS = {"maxfm": "MAX-FM (validation on)", "baseline": "Chronos-style (no validation)"}
 SIZES = ("1x", "10x plants", "10x history")
@@ -48,35 +50,16 @@ INSTALL_HINT = "gluonts is not installed: the Chronos-style baseline is skipped 
 
 
 # ---------------------------------------------------------------------------------------------- child
-def _rss_now_mb() -> float:
-    """Current resident set size of this process in MB (Linux /proc; elsewhere the peak so far)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return _peak_rss_mb()
+def _rss_now_mb() -> float | None:
+    return proc_status_mb("VmRSS") or peak_rss_mb()
 
 
 def _hwm_mb() -> float | None:
-    """Peak RSS of this process image from /proc (VmHWM; not inherited across exec), None elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return proc_status_mb("VmHWM")
 
 
 def _peak_rss_mb() -> float:
-    """ru_maxrss of this process. Linux carries the parent's high-water mark over fork + exec, so the
-    parent process of this script stays small (stdlib only) and never sets the floor of a child's peak."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KB on Linux
+    return peak_rss_mb()
 
 
 def _baseline_plant(manifest_path: Path, out: Path) -> int:

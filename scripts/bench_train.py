@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_rss_mb, proc_status_mb  # scripts/_memory.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("maxfm", "patchtst")
 LABELS = {"maxfm": "MAX-FM", "patchtst": "PatchTST (transformers)"}
@@ -73,37 +75,17 @@ STRATEGIES = ("ddp", "deepspeed_stage_2", "deepspeed_stage_3")
 
 # ---------------------------------------------------------------------------------------------- memory
 def _rss_now_mb() -> float | None:
-    """Current resident set size of this process in MB (Linux /proc), None elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return proc_status_mb("VmRSS")
 
 
 def _hwm_mb() -> float | None:
-    """Peak RSS of this process image (VmHWM; not inherited across exec), None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return proc_status_mb("VmHWM")
 
 
 def _peak_rss_mb() -> float:
-    """ru_maxrss of this process in MB (Linux carries the parent's high-water mark over fork + exec: the
-    parent of the measured children stays small)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KB on Linux
+    return peak_rss_mb()
 
 
-# ---------------------------------------------------------------------------------------------- models
 def load_arch(size: str):
     import yaml
 

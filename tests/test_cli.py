@@ -17,11 +17,19 @@ def test_usage_lists_every_command(capsys):
         assert name in COMMANDS and f"  {name}" in out
 
 
-def test_unbuilt_command_is_one_clear_line():
+def test_unbuilt_command_is_one_clear_line(monkeypatch, capsys):
+    import fm.cli
+
+    monkeypatch.setitem(fm.cli.COMMANDS, "serve", (None, "serving (a later issue)"))
+    assert main(["serve", "--port", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "fm serve: not built yet"
+
+
+def test_bench_dispatches_to_the_scripts():
     r = _fm("bench")
-    assert r.returncode == 2
-    assert r.stderr.strip() == "fm bench: not built yet"
-    assert "Traceback" not in r.stderr + r.stdout
+    assert r.returncode == 2 and "fm bench {prep|train}" in r.stderr
+    r = _fm("bench", "train", "--help")
+    assert r.returncode == 0 and "--sizes" in r.stdout
 
 
 def test_unknown_command(capsys):
