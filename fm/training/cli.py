@@ -4,7 +4,8 @@
     fm finetune --config configs/finetune/energy.yaml --model.init_from runs/demo/pretrain/hf
 
 Both end by writing an HF export (``save_pretrained``) of the trained model to ``--export_dir``
-(default ``<trainer.default_root_dir>/hf``). ``--resume last`` continues from the last checkpoint.
+(default ``<trainer.default_root_dir>/hf``). ``--resume last`` continues from the last checkpoint;
+``--resume auto`` does so when there is one (preemptible SLURM jobs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class MaxFMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_dir", type=str | None, default=None, help="Where to write the HF export.")
         parser.add_argument(
-            "--resume", type=str | None, default=None, help="Checkpoint to resume from, or 'last' for <root>/checkpoints/last.ckpt."
+            "--resume", type=str | None, default=None,
+            help="Checkpoint to resume from; 'last' = the newest last.ckpt under the run's root (error if none); "
+                 "'auto' = the same when there is one, else start fresh (for preemptible jobs).",
         )
         parser.add_argument("--print_size", type=bool, default=False, help="Print the parameter count and exit.")
 
@@ -65,6 +68,8 @@ def run(args: list[str], stage: str) -> int:
     ckpt = cfg.resume
     if ckpt == "last":
         ckpt = find_last_checkpoint(root)
+    elif ckpt == "auto":
+        ckpt = find_last_checkpoint(root) if any(root.rglob("last.ckpt")) else None
     trainer = cli.trainer
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
     export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"

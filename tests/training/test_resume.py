@@ -14,7 +14,8 @@ def _args(corpus, root, steps):
 
 
 def test_resume_is_bitwise_equal(corpus, tmp_path):
-    assert main(["pretrain", *_args(corpus, tmp_path / "straight", 16)]) == 0
+    # --resume auto on a fresh root starts from scratch (what a preemptible job does on its first start)
+    assert main(["pretrain", *_args(corpus, tmp_path / "straight", 16), "--resume", "auto"]) == 0
     assert main(["pretrain", *_args(corpus, tmp_path / "split", 7)]) == 0
     mid = torch.load(next((tmp_path / "split").rglob("last.ckpt")), weights_only=True)
     assert mid["global_step"] == 7 and "rng_states" in mid
