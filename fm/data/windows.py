@@ -23,6 +23,16 @@ from data_prep.corpus import load_corpus_manifest
 from data_prep.tokenizer import TokenizerSpec
 
 
+def _nested_to_numpy(scalar, dtype) -> np.ndarray:
+    """A list<list<x>> Arrow scalar (channels of equal length) as a (channels, time) array. Float buffers
+    are viewed without a copy; booleans are bit-packed in Arrow and get unpacked."""
+    channels = scalar.values  # ListArray: one list per channel
+    flat = channels.flatten()
+    n = len(channels)
+    arr = flat.to_numpy(zero_copy_only=False)
+    return arr.astype(dtype, copy=False).reshape(n, -1) if n else np.zeros((0, 0), dtype)
+
+
 class SpecMismatchError(ValueError):
     """A corpus was built with another tokenizer spec than the model's."""
 
@@ -78,30 +88,36 @@ class WindowDataset(Dataset):
     """Map-style dataset of windows over one split of a corpus."""
 
     def __init__(self, rows, spec: WindowSpec, plants: list[str] | None = None, min_observed: float = 0.5):
+        """``rows``: one split of a corpus (a memory-mapped ``datasets.Dataset``). Only the window index and
+        per-series metadata are held in memory; window values are sliced out of the Arrow buffers on access."""
         self.spec = spec
+        if getattr(rows, "_indices", None) is not None:  # a select()/filter() view: row numbers must be physical
+            rows = rows.flatten_indices()
+        self.rows = rows  # pickles by file path (DataLoader workers re-map it), not by value
         self.series: list[dict] = []
         index = []
         W, L = spec.length, spec.patch_len
-        for r in rows.with_format("numpy"):
+        meta = rows.select_columns(["series_id", "plant_id", "kinds", "loc", "scale", "channels", "interval_s", "prefix_len"])
+        observed_col = rows.data.table.column("observed")
+        for row, r in enumerate(meta):
             if plants and r["plant_id"] not in plants:
                 continue
-            values = np.stack(r["values"]).astype(np.float32)  # (channels, time)
-            observed = np.stack(r["observed"]).astype(bool)
+            observed = _nested_to_numpy(observed_col[row], bool)  # (channels, time), transient
             sid = len(self.series)
             self.series.append(
                 {
-                    "series_id": str(r["series_id"]),
-                    "values": values,
-                    "observed": observed,
+                    "row": row,
+                    "series_id": r["series_id"],
                     "kinds": np.asarray(r["kinds"], dtype=np.int64),
                     "loc": np.asarray(r["loc"], dtype=np.float64),
                     "scale": np.asarray(r["scale"], dtype=np.float64),
-                    "channels": [str(c) for c in r["channels"]],
+                    "channels": list(r["channels"]),
                     "interval_s": float(r["interval_s"]),
                     "prefix_len": int(r["prefix_len"]),
+                    "length": observed.shape[1],
                 }
             )
-            T = values.shape[1]
+            T = observed.shape[1]
             first = max(0, int(r["prefix_len"]) - spec.context_patches * L)
             for s in range(first, T - W + 1, spec.stride_patches * L):
                 fut = observed[:, s + spec.context_patches * L : s + W]
@@ -109,6 +125,19 @@ class WindowDataset(Dataset):
                 if ctx.mean() >= min_observed and fut.any():
                     index.append((sid, s))
         self.index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
+
+    def window_arrays(self, sid: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values float32, observed bool), each (channels, window length), read from the Arrow buffers."""
+        row = self.series[sid]["row"]
+        table = self.rows.data.table
+        W = self.spec.length
+
+        def window(column: str, dtype) -> np.ndarray:  # slice each channel in Arrow, convert only the window
+            channels = table.column(column)[row].values
+            return np.stack([channels[c].values.slice(start, W).to_numpy(zero_copy_only=False).astype(dtype)
+                             for c in range(len(channels))])
+
+        return window("values", np.float32), window("observed", bool)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -141,11 +170,10 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         sid, s = self.index[i]
         r = self.series[sid]
-        W, L = self.spec.length, self.spec.patch_len
-        c = r["values"].shape[0]
+        L = self.spec.patch_len
+        values, observed = self.window_arrays(int(sid), int(s))
+        c = values.shape[0]
         p = self.spec.context_patches + self.spec.horizon_patches
-        values = r["values"][:, s : s + W].copy()
-        observed = r["observed"][:, s : s + W].copy()
         pad = self.pad_patches(i)
         values[:, : pad * L] = 0.0
         observed[:, : pad * L] = False

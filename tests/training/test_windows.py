@@ -38,3 +38,17 @@ def test_collate_pads_channels(corpus):
     assert batch["channel_mask"].sum(1).tolist() == list(by_c)
     assert int(batch["n_future"]) == 1
     assert not np.any(batch["observed"][~batch["channel_mask"]].numpy())
+
+
+def test_windows_are_read_from_the_memory_mapped_corpus(corpus):
+    import pickle
+
+    rows = open_split(corpus, "train")
+    ds = WindowDataset(rows, WindowSpec(context_patches=8, horizon_patches=2, patch_len=16))
+    assert "values" not in ds.series[0]  # only metadata + the window index live in memory
+    arrow_bytes = rows.data.table.nbytes
+    assert len(pickle.dumps(ds)) < arrow_bytes / 10  # workers receive file paths, not the data
+    # a window equals the same slice of the stored series
+    sid, start = ds.index[17]
+    full = np.stack(rows[int(ds.series[sid]["row"])]["values"]).astype(np.float32)
+    np.testing.assert_array_equal(ds.window_arrays(int(sid), int(start))[0], full[:, start : start + ds.spec.length])
