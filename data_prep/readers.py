@@ -323,8 +323,12 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     if not tag_cols:
         return Records(str(path), n, _empty(), unmapped)
     k = len(tag_cols)
-    cells = pd.Series(df[tag_cols].to_numpy(dtype=object).ravel(order="F"))  # tag-major: all of tag 0, then tag 1...
-    vals, bad = _numeric(cells, spec.decimal)
+    # Column by column, tag-major (all of tag 0, then tag 1...): the text stays in pandas' compact string
+    # arrays instead of becoming one Python object per cell (that was most of the reader's peak memory).
+    parts = [_numeric(df[c], spec.decimal) for c in tag_cols]
+    vals = np.concatenate([v for v, _ in parts])
+    bad = np.concatenate([b for _, b in parts])
+    del parts
     frame = _frame(
         rows=np.tile(np.arange(n), k),
         ts=np.tile(ts, k),
