@@ -25,6 +25,7 @@ from data_prep.corpus import (
     prep_plant,
     select_plants,
 )
+from data_prep.manifest import ManifestError
 
 EXIT_QUARANTINED = 3
 
@@ -112,7 +113,10 @@ def main(argv: list[str]) -> int:
     if a.cmd == "inspect":
         print(inspect(a.corpus))
         return 0
-    cfg = PrepConfig.from_yaml(a.recipe, sharing=a.sharing) if a.recipe else PrepConfig(**({"sharing": a.sharing} if a.sharing else {}))
+    try:
+        cfg = PrepConfig.from_yaml(a.recipe, sharing=a.sharing) if a.recipe else PrepConfig(**({"sharing": a.sharing} if a.sharing else {}))
+    except (ValueError, TypeError) as e:  # a bad recipe is the user's input: one line naming the file
+        raise ManifestError(f"recipe {a.recipe or '(built-in)'}: {e}") from None
     if a.cmd == "build" and a.dry_run:
         return _dry_run(a, cfg)
     if a.cmd == "build":

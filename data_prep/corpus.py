@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from data_prep.align import align_asset
 from data_prep.governance import Names, allowed, load_key
-from data_prep.manifest import SENSOR_KINDS, SHARING_LEVELS, PlantManifest, load_manifest
+from data_prep.manifest import SENSOR_KINDS, SHARING_LEVELS, ManifestError, PlantManifest, load_manifest
 from data_prep.readers import read_file
 from data_prep.tokenizer import TokenizerSpec
 from data_prep.validate import FileReport, validate
@@ -432,10 +432,10 @@ def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig, data_root: 
     ids = [m.plant_id for m in manifests]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise ValueError(f"duplicate plant ids among manifests: {dup}")
+        raise ManifestError(f"duplicate plant ids among manifests: {dup}; each plant_id must be unique")
     unknown = sorted(set(cfg.held_out_plants) - set(ids))
     if unknown:
-        raise ValueError(f"held_out_plants names plants without a manifest: {unknown}")
+        raise ManifestError(f"recipe key 'held_out_plants' names plants without a manifest: {unknown}")
     inc = sorted((m for m in manifests if allowed(m.sharing, cfg.sharing)), key=lambda m: m.plant_id)
     return Selection(inc, len(manifests) - len(inc))
 

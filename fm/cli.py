@@ -108,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     if target is None:
         print(f"fm {cmd}: not built yet", file=sys.stderr)
         return 2
+    from data_prep.governance import GovernanceError
     from data_prep.manifest import ManifestError
     from fm.data.windows import SpecMismatchError
 
     # Errors in the user's input, not bugs: one line, no traceback.
-    user_errors = (FileNotFoundError, PermissionError, ManifestError, SpecMismatchError)
+    user_errors = (FileNotFoundError, PermissionError, ManifestError, SpecMismatchError, GovernanceError)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars: noise at this model size

@@ -58,3 +58,11 @@ def test_missing_model_is_a_clear_error(cmd, tmp_path, corpus, capsys):
             "export": ["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o")]}[cmd]
     assert main([cmd, *args]) == 1
     assert str(tmp_path / "none") in capsys.readouterr().err
+
+
+def test_bad_recipe_is_one_line(tmp_path, manifests, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("val_fraction: 0.6\ntest_fraction: 0.6\n")
+    assert main(["prep", "build", "--recipe", str(recipe), "--out", str(tmp_path / "c"), *map(str, manifests)]) == 1
+    err = capsys.readouterr().err
+    assert str(recipe) in err and "sum to < 1" in err

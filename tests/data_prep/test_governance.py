@@ -115,3 +115,25 @@ def test_lineage_traces_rows_to_files(corpus):
     (va,) = next(r for r in dd["validation"] if r["plant_id"] == "kiln_a")["lineage"]
     assert tr["file"] == va["file"] == "raw/kiln_export.csv" and len(tr["sha256"]) == 64
     assert tr["first_row"] == 0 and va["first_row"] == tr["last_row"] + 1  # consecutive row ranges per split
+
+
+def test_cli_shared_corpus_with_key_file(plants_dir, tmp_path, monkeypatch, capsys):
+    from fm.cli import main
+
+    monkeypatch.delenv("MAXFM_PSEUDONYM_KEY", raising=False)
+    manifests = [str(p) for p in sorted(plants_dir.glob("*/plant.yaml"))]
+    # no key at all: one clear error, nothing built
+    assert main(["prep", "build", "--sharing", "consortium", "--out", str(tmp_path / "c0"), *manifests]) == 1
+    assert "MAXFM_PSEUDONYM_KEY" in capsys.readouterr().err
+    short = tmp_path / "short.key"
+    short.write_text("tooshort")
+    assert main(["prep", "build", "--sharing", "consortium", "--key-file", str(short), "--out", str(tmp_path / "c1"),
+                 *manifests]) == 1
+    assert "at least 16 bytes" in capsys.readouterr().err
+    key = tmp_path / "site.key"
+    key.write_text(KEY + "\n")
+    out = tmp_path / "c2"
+    assert main(["prep", "build", "--sharing", "consortium", "--key-file", str(key), "--out", str(out), *manifests]) == 3
+    text = capsys.readouterr().out
+    assert "audience consortium" in text and "kiln_a" not in text
+    assert Names("consortium", KEY.encode())("plant", "kiln_a") in text  # same key file = same pseudonyms as the env var
