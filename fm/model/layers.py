@@ -84,14 +84,18 @@ class MaxFMBlock(nn.Module):
         self.mlp = MaxFMSwiGLU(d_model, mlp_hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, patch_mask: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
-        # h: (batch, channels, patches, d_model); patch_mask: (batch, channels, patches); channel_mask: (batch, channels)
+    def forward(
+        self, h: torch.Tensor, patch_mask: torch.Tensor | None, channel_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        # h: (batch, channels, patches, d_model); patch_mask: (batch, channels, patches) or None (all real);
+        # channel_mask: (batch, channels) or None (all real)
         b, c, p, d = h.shape
         t = h.reshape(b * c, p, d)
-        h = h + self.drop(self.time_attn(self.time_norm(t), patch_mask.reshape(b * c, p))).view(b, c, p, d)
+        tm = None if patch_mask is None else patch_mask.reshape(b * c, p)
+        h = h + self.drop(self.time_attn(self.time_norm(t), tm)).view(b, c, p, d)
         if self.channel_attention:
             x = h.transpose(1, 2).reshape(b * p, c, d)
-            cm = channel_mask[:, None, :].expand(b, p, c).reshape(b * p, c)
+            cm = None if channel_mask is None else channel_mask[:, None, :].expand(b, p, c).reshape(b * p, c)
             y = self.chan_attn(self.chan_norm(x), cm).view(b, p, c, d).transpose(1, 2)
             h = h + self.drop(y)
         return h + self.drop(self.mlp(self.mlp_norm(h)))

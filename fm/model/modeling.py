@@ -114,6 +114,9 @@ class MaxFMModel(MaxFMPreTrainedModel):
         patch_mask = patch_mask & channel_mask[:, :, None]
         # A sequence with no real key (a padded channel) attends to everything: its output is ignored.
         patch_mask = patch_mask | ~patch_mask.any(-1, keepdim=True)
+        # Without padding, attend without a mask: SDPA can then pick FlashAttention on GPU.
+        time_keys = None if bool(patch_mask.all()) else patch_mask
+        channel_keys = None if bool(channel_mask.all()) else channel_mask
 
         visible = observed & ~target_mask.repeat_interleave(L, dim=-1)
         loc, scale = instance_norm(values, visible)
@@ -125,9 +128,9 @@ class MaxFMModel(MaxFMPreTrainedModel):
         h = h + target_mask[..., None].to(h.dtype) * self.mask_embed.weight[0]
         for blk in self.blocks:
             if self.gradient_checkpointing and self.training:
-                h = self._gradient_checkpointing_func(blk.__call__, h, patch_mask, channel_mask)
+                h = self._gradient_checkpointing_func(blk.__call__, h, time_keys, channel_keys)
             else:
-                h = blk(h, patch_mask, channel_mask)
+                h = blk(h, time_keys, channel_keys)
         h = self.norm(h)
         q = self.head(h).view(b, c, p, L, self.n_quantiles)
         return MaxFMOutput(quantiles_norm=q, loc=loc, scale=scale, hidden_states=h)
