@@ -43,7 +43,7 @@ from data_prep.governance import Names, allowed, load_key
 from data_prep.manifest import SENSOR_KINDS, SHARING_LEVELS, ManifestError, PlantManifest, load_manifest
 from data_prep.readers import read_file
 from data_prep.tokenizer import TokenizerSpec
-from data_prep.validate import FileReport, validate
+from data_prep.validate import Block, FileReport, validate
 
 CORPUS_FORMAT_VERSION = 2
 SPLITS = ("train", "validation", "test", "heldout")
@@ -190,13 +190,33 @@ def _runs(flags: np.ndarray) -> list[int]:
     return (np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).tolist()
 
 
-def _lineage(recs: pd.DataFrame, inputs: list[dict], t0: pd.Timestamp, t1: pd.Timestamp) -> list[dict]:
+def _support(blocks: list[Block], tag_names: set[str], series: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(file_idx, ts, rows) of the rows of one series that hold a valid value of any of the tags."""
+    out = []
+    for b in blocks:
+        js = [j for j, name in enumerate(b.tags) if name in tag_names]
+        if not js or series not in b.series_names:
+            continue
+        ok = np.isfinite(b.values[js]).any(axis=0)
+        if len(b.series_names) > 1:
+            ok &= b.series_codes == b.series_names.index(series)
+        if ok.any():
+            out.append((b.file_idx, b.ts[ok], b.rows[ok]))
+    return out
+
+
+def _lineage(support: list[tuple[int, np.ndarray, np.ndarray]], inputs: list[dict], t0: pd.Timestamp, t1: pd.Timestamp) -> list[dict]:
     """Input files and row ranges behind the values of one row of the corpus (time range [t0, t1))."""
-    ts = recs["timestamp"]
-    sub = recs[(ts >= t0) & (ts < t1)]
+    lo, hi = t0.value, t1.value
+    ranges: dict[int, list[int]] = {}
+    for f, ts, rows in support:
+        r = rows[(ts >= lo) & (ts < hi)]
+        if len(r):
+            a, b = ranges.get(f, (r.min(), r.max()))
+            ranges[f] = [min(a, int(r.min())), max(b, int(r.max()))]
     return [
-        {"file": inputs[int(f)]["file"], "sha256": inputs[int(f)]["sha256"], "first_row": int(g["row"].min()), "last_row": int(g["row"].max())}
-        for f, g in sub.groupby("file_idx", sort=True)
+        {"file": inputs[f]["file"], "sha256": inputs[f]["sha256"], "first_row": int(a), "last_row": int(b)}
+        for f, (a, b) in sorted(ranges.items())
     ]
 
 
@@ -212,7 +232,7 @@ class PlantResult:
 def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     """Read, validate, govern, align and tokenize one plant. A file that cannot be read is quarantined
     whole with its reason; the other files go on."""
-    valid, reports, quarantine, inputs, bad_files = [], [], [], [], []
+    blocks, reports, quarantine, inputs, bad_files = [], [], [], [], []
     for spec in m.files:
         try:
             records = read_file(m, spec)
@@ -224,12 +244,12 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             fid = names("file", os.path.relpath(rec.file, base))
             v = validate(rec, m, wide=spec.format == "wide_csv")
             v.report.file = fid
-            v.records["file_idx"] = len(inputs)
-            valid.append(v.records)
+            for b in v.blocks:
+                b.file_idx = len(inputs)
+            blocks.extend(v.blocks)
             reports.append(v.report)
             quarantine.append(v.quarantine.assign(file=fid))
             inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
-    records = pd.concat(valid, ignore_index=True) if valid else pd.DataFrame(columns=["series", "timestamp", "tag", "value", "row", "file_idx"])
     kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
@@ -241,9 +261,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         tags = [t for t in kept_tags if t.asset == asset]
         if not tags:
             continue
-        asset_recs = records[records["tag"].isin([t.name for t in tags])]
-        for al in align_asset(asset_recs, m, asset, tags):
-            series_recs = asset_recs[asset_recs["series"] == al.series]
+        for al in align_asset(blocks, m, asset, tags):
+            support = _support(blocks, {t.name for t in tags}, al.series)
             length = al.values.shape[1]
             runs = _runs(~al.observed.any(axis=0))
             gaps["count"] += len(runs)
@@ -259,7 +278,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                     continue
                 p = min(cfg.context_prefix, s) if split in ("validation", "test") else 0
                 start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
-                lineage = _lineage(series_recs, inputs, al.start + pd.Timedelta(seconds=al.interval_s * s),
+                lineage = _lineage(support, inputs, al.start + pd.Timedelta(seconds=al.interval_s * s),
                                    al.start + pd.Timedelta(seconds=al.interval_s * e))
                 rows[split].append(
                     {

@@ -21,6 +21,7 @@ What plants really export, and how a manifest ``files`` entry says so (see :clas
 
 from __future__ import annotations
 
+import csv
 import glob
 import io
 import re
@@ -30,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from data_prep.manifest import FileSpec, ManifestError, PlantManifest
 
@@ -37,19 +41,58 @@ FRAME_COLUMNS = ("row", "timestamp", "tag", "value", "non_numeric", "series", "b
 
 
 @dataclass
+class WideTable:
+    """A wide file kept columnar: one timestamp per input row, one row of ``values`` per tag column.
+    Validation works on these arrays directly (no long records are built for wide files)."""
+
+    ts: np.ndarray
+    """datetime64[ns] (UTC) per input row, NaT where it cannot be parsed."""
+    series_codes: np.ndarray
+    """int32 per input row: index into ``series_names``."""
+    series_names: list[str]
+    tags: list[str]
+    values: np.ndarray
+    """(tags, rows) float64, NaN when missing or not numeric."""
+    non_numeric: np.ndarray
+    """(tags, rows) bool: a non-empty cell that is no number."""
+
+    def long_frame(self) -> pd.DataFrame:
+        n, k = len(self.ts), len(self.tags)
+        if not k:
+            return _empty()
+        series = np.asarray(self.series_names, dtype=object)[self.series_codes]
+        return _frame(
+            rows=np.tile(np.arange(n), k),
+            ts=np.tile(self.ts, k),
+            tag=np.repeat(np.array(self.tags, dtype=object), n),
+            value=self.values.reshape(-1),
+            non_numeric=self.non_numeric.reshape(-1),
+            series=np.tile(series, k),
+            bad_quality=np.zeros(k * n, dtype=bool),
+        )
+
+
+@dataclass
 class Records:
-    """Long records of one raw file."""
+    """The records of one raw file: long (one per cell) or, for wide files, a columnar :class:`WideTable`."""
 
     file: str
     n_rows: int
     """Number of input rows (data lines of a CSV, records of a long table)."""
-    frame: pd.DataFrame
-    """Columns: row (int, 0-based input row), timestamp (datetime64[ns, UTC] or NaT), tag (str),
-    value (float, NaN when missing or not numeric), non_numeric (bool: a non-empty cell that is no number),
-    series (str: which series of the asset the row belongs to, e.g. a run or unit id; "" when one),
-    bad_quality (bool: the source's own quality flag marks the record bad; its value is NaN)."""
+    long: pd.DataFrame | None
+    """Long files: the records (see :attr:`frame`). None for wide files."""
     unmapped_columns: list[str]
     """Columns of the file that are not manifest tags (nor the timestamp/series/... columns): ignored."""
+    wide: WideTable | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One record per (input row, tag) cell. Columns: row (int, 0-based input row), timestamp
+        (datetime64[ns, UTC] or NaT), tag (str), value (float, NaN when missing or not numeric), non_numeric
+        (bool: a non-empty cell that is no number), series (str: which series of the asset the row belongs to,
+        e.g. a run or unit id; "" when one), bad_quality (bool: the source's own quality flag marks the record
+        bad; its value is NaN). Wide files build it on demand (tag-major: all of tag 0, then tag 1...)."""
+        return self.long if self.wide is None else self.wide.long_frame()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,6 +163,104 @@ def _read_csv(ctx: _Ctx) -> pd.DataFrame:
         return df
     df.columns = [str(c).strip() for c in df.columns]
     return df[[c for c in df.columns if not _is_unnamed(c)]]
+
+
+ARROW_FAST_PATH = True
+"""Read wide CSV with pyarrow's C++ parser and convert columns with Arrow compute kernels when the file
+allows it; anything the fast path cannot reproduce exactly (other encodings, whitespace or multi-character
+delimiters, duplicate header names, ragged rows, cells that need trimming or other decimal rules, times
+Arrow cannot parse) falls back to the pandas path for that file or column. Tests run both paths."""
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _arrow_columns(ctx: _Ctx) -> dict[str, pa.ChunkedArray] | None:
+    """Every column as Arrow strings (null when empty), keyed by stripped header name; unnamed columns
+    dropped. None when the pandas path must read this file."""
+    spec = ctx.spec
+    if not ARROW_FAST_PATH or spec.delimiter == "whitespace" or len(spec.delimiter) != 1:
+        return None
+    if spec.encoding.lower().replace("_", "-") not in ("auto", "utf-8", "utf8", "utf-8-sig"):
+        return None
+    data = ctx.path.read_bytes()
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM):]
+    parse = pacsv.ParseOptions(delimiter=spec.delimiter)
+    try:
+        if spec.header:
+            end = data.find(b"\n")
+            line = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+            names = [c.strip() for c in next(csv.reader([line], delimiter=spec.delimiter))]
+            skip = 1
+        else:
+            names = list(spec.columns or ())
+            skip = 0
+        if len(set(names)) != len(names):
+            return None  # pandas renames duplicates ("a", "a.1"): leave that to it
+        auto = [f"c{i}" for i in range(len(names))]
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=auto, skip_rows=skip),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, strings_can_be_null=True,
+                                                 null_values=[""], quoted_strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None  # ragged rows, bad UTF-8, ...: the pandas path reads it or reports what is wrong
+    if table.num_rows == 0 or table.num_columns != len(names):
+        return None
+    return {name: table.column(i) for i, name in enumerate(names) if not _is_unnamed(name)}
+
+
+def _arrow_present(s: pa.ChunkedArray) -> np.ndarray:
+    """True where a string cell is non-empty after trimming."""
+    t = pc.utf8_trim_whitespace(s)
+    return pc.fill_null(pc.greater(pc.utf8_length(t), 0), False).to_numpy(zero_copy_only=False)
+
+
+def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, non_numeric) by an Arrow cast, or None when some cell does not cast as it stands."""
+    s = pc.replace_substring(col, decimal, ".") if decimal != "." else col
+    try:
+        v = pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    v = np.array(v, dtype=float)  # nulls (empty cells) arrive as NaN
+    nan = np.isnan(v)
+    # a cell that casts to NaN is the text "nan": not a number (the pandas path says the same)
+    return v, nan & pc.is_valid(col).to_numpy(zero_copy_only=False)
+
+
+def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
+    """Text timestamps by Arrow (ISO 8601 without offsets, or a strptime format without %z/%Z), localized
+    in the plant's time zone. None when any present cell fails to parse: the pandas path decides then."""
+    spec = ctx.spec
+    if spec.timestamp_unit is not None:
+        return None
+    fmt = spec.timestamp_format
+    s = pc.utf8_trim_whitespace(col)
+    present = _arrow_present(col)
+    try:
+        if fmt is None:
+            t = pc.cast(s, pa.timestamp("ns"))
+        elif "%z" in fmt or "%Z" in fmt or "%f" in fmt:
+            return None
+        else:
+            t = pc.strptime(s, format=fmt, unit="ns", error_is_null=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    ok = pc.is_valid(t).to_numpy(zero_copy_only=False)
+    if (ok != present).any():
+        return None
+    ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+    if ctx.m.timezone == "UTC":
+        return ns
+    return _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
+
+
+def _arrow_strings(col: pa.ChunkedArray) -> pd.Series:
+    """An Arrow string column as pandas strings, "" where empty (what the pandas path reads)."""
+    return pd.Series(pc.fill_null(col, "").to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _column(ctx: _Ctx, df: pd.DataFrame, col: str, key: str, what: str) -> pd.Series:
@@ -304,41 +445,49 @@ def _frame(rows, ts, tag, value, non_numeric, series, bad_quality) -> pd.DataFra
 
 
 def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]") -> Records:
-    """One column per tag, one line per timestamp (or per row of a fixed interval)."""
+    """One column per tag, one line per timestamp (or per row of a fixed interval). Kept columnar."""
     ctx = _Ctx(m, spec, key, path)
-    df = _read_csv(ctx)
-    n = len(df)
-    series = _series_values(ctx, df, n, path)
+    cols = _arrow_columns(ctx)
+    if cols is None:
+        df = _read_csv(ctx)
+        columns, n = list(df.columns), len(df)
+
+        def text(c: str) -> pd.Series:
+            return df[c]
+    else:
+        columns, n = list(cols), len(next(iter(cols.values())))
+
+        def text(c: str) -> pd.Series:
+            return _arrow_strings(cols[c])
+    known = {t.name for t in m.tags}
+    used = {spec.timestamp_column, spec.series_column} - {None}
+    for c, what, k in ((spec.timestamp_column, "timestamp", "timestamp_column"), (spec.series_column, "series", "series_column")):
+        if c is not None and c not in columns:
+            raise ctx.error(f"{what} column {c!r} not found; columns are {columns}", k)
+    if spec.series_column is None:
+        codes, snames = np.zeros(n, dtype=np.int32), [_series_of_file(spec, path)]
+    else:
+        s = text(spec.series_column).astype("string").str.strip().fillna("")
+        c, u = pd.factorize(spec.series_prefix + s, sort=False)
+        codes, snames = c.astype(np.int32), [str(x) for x in u]
+    groups = codes if spec.series_column is not None else None
     if spec.timestamp_column is None:
         ts = _steps(_origin(spec, m.timezone), np.arange(n, dtype=float), float(spec.row_interval_s))
     else:
-        groups = pd.factorize(pd.Series(series, dtype=object))[0] if spec.series_column is not None else None
-        ts = _timestamps(ctx, _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp"), groups)
-    known = {t.name for t in m.tags}
-    used = {spec.timestamp_column, spec.series_column} - {None}
-    tag_cols = [c for c in df.columns if c in known and c not in used]
-    unmapped = [c for c in df.columns if c not in known and c not in used]
+        ts = None if cols is None else _arrow_times(ctx, cols[spec.timestamp_column], groups)
+        if ts is None:
+            ts = _timestamps(ctx, text(spec.timestamp_column), groups)
+    tag_cols = [c for c in columns if c in known and c not in used]
+    unmapped = [c for c in columns if c not in known and c not in used]
     if n and not tag_cols:
-        raise ctx.error(f"none of the manifest's tags appear as columns; columns are {list(df.columns)}")
-    if not tag_cols:
-        return Records(str(path), n, _empty(), unmapped)
-    k = len(tag_cols)
-    # Column by column, tag-major (all of tag 0, then tag 1...): the text stays in pandas' compact string
-    # arrays instead of becoming one Python object per cell (that was most of the reader's peak memory).
-    parts = [_numeric(df[c], spec.decimal) for c in tag_cols]
-    vals = np.concatenate([v for v, _ in parts])
-    bad = np.concatenate([b for _, b in parts])
-    del parts
-    frame = _frame(
-        rows=np.tile(np.arange(n), k),
-        ts=np.tile(ts, k),
-        tag=np.repeat(np.array(tag_cols, dtype=object), n),
-        value=vals,
-        non_numeric=bad,
-        series=np.tile(series, k),
-        bad_quality=np.zeros(k * n, dtype=bool),
-    )
-    return Records(str(path), n, frame, unmapped)
+        raise ctx.error(f"none of the manifest's tags appear as columns; columns are {columns}")
+    values = np.empty((len(tag_cols), n))
+    bad = np.empty((len(tag_cols), n), dtype=bool)
+    for j, c in enumerate(tag_cols):
+        got = None if cols is None else _arrow_numeric(cols[c], spec.decimal)
+        values[j], bad[j] = got if got is not None else _numeric(text(c), spec.decimal)
+    wide = WideTable(ts, codes, snames, tag_cols, values, bad)
+    return Records(str(path), n, None, unmapped, wide=wide)
 
 
 def _norm_quality(x: object) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.manifest import PlantManifest
-from data_prep.readers import Records
+from data_prep.readers import Records, WideTable
 
 
 @dataclass
@@ -45,12 +45,55 @@ class FileReport:
 
 
 @dataclass
+class Block:
+    """Valid values of one file, columnar: the rows that were not quarantined, one row of ``values`` per
+    tag. A wide file gives one block; a long file one block per tag."""
+
+    tags: list[str]
+    ts: np.ndarray
+    """int64 nanoseconds since the epoch (UTC) per row."""
+    rows: np.ndarray
+    """int64: the input row of each row (lineage)."""
+    series_codes: np.ndarray
+    """int32 per row: index into ``series_names``."""
+    series_names: list[str]
+    values: np.ndarray
+    """(tags, rows) float64; NaN where there is no valid value (missing or masked by a rule)."""
+    file_idx: int = 0
+    """Which input of the plant the block came from (set by the caller)."""
+
+    def long_frame(self) -> pd.DataFrame:
+        """Finite values as long records: series, timestamp, tag, value, row."""
+        k, n = self.values.shape
+        ok = np.isfinite(self.values).reshape(-1)
+        series = np.asarray(self.series_names, dtype=object)[self.series_codes]
+        ts = pd.to_datetime(np.tile(self.ts, k)[ok].astype("datetime64[ns]")).tz_localize("UTC")
+        return pd.DataFrame(
+            {
+                "series": np.tile(series, k)[ok],
+                "timestamp": ts,
+                "tag": np.repeat(np.array(self.tags, dtype=object), n)[ok],
+                "value": self.values.reshape(-1)[ok],
+                "row": np.tile(self.rows, k)[ok],
+            }
+        )
+
+
+@dataclass
 class Validated:
-    records: pd.DataFrame
-    """Valid values only: series, timestamp (UTC), tag, value, row (input row, for lineage)."""
+    blocks: list[Block]
+    """Valid values, columnar (see :class:`Block`)."""
     report: FileReport
     quarantine: pd.DataFrame
     """One row per quarantined input row: file, row, reason."""
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """Valid values only as long records: series, timestamp (UTC), tag, value, row (input row)."""
+        frames = [b.long_frame() for b in self.blocks]
+        if not frames:
+            return pd.DataFrame({"series": [], "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "tag": [], "value": [], "row": []})
+        return pd.concat(frames, ignore_index=True)
 
 
 def _stuck_mask(df: pd.DataFrame, m: PlantManifest) -> np.ndarray:
@@ -77,7 +120,108 @@ def _stuck_mask(df: pd.DataFrame, m: PlantManifest) -> np.ndarray:
     return out
 
 
+def _limits(m: PlantManifest, names) -> tuple[np.ndarray, np.ndarray]:
+    limits = {t.name: t.limits or (-np.inf, np.inf) for t in m.tags}
+    lo = np.array([limits.get(n, (np.nan, np.nan))[0] for n in names], dtype=float)
+    hi = np.array([limits.get(n, (np.nan, np.nan))[1] for n in names], dtype=float)
+    return lo, hi
+
+
+def _outside(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Present values outside [lo, hi]; +-inf is never a physical reading, so it is outside too."""
+    return ~np.isnan(v) & ~(np.isfinite(v) & (v >= lo) & (v <= hi))
+
+
+def _stuck_runs(t_s: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
+    """For values sorted by time (finite only): True where a run of identical values lasts >= ``after`` s."""
+    if len(v) < 2:
+        return np.zeros(len(v), dtype=bool)
+    starts = np.concatenate([[0], np.flatnonzero(v[1:] != v[:-1]) + 1])
+    dur = np.maximum.reduceat(t_s, starts) - np.minimum.reduceat(t_s, starts)
+    return np.repeat(dur >= after, np.diff(np.append(starts, len(v))))
+
+
+def _validate_wide(rec: Records, w: WideTable, m: PlantManifest) -> Validated:
+    """The same rules as the long path, on (rows) and (tags, rows) arrays."""
+    n = rec.n_rows
+    t = w.ts.astype("int64")
+    reason = np.zeros(n, dtype=np.int8)  # 0: none, then index into ROW_REASONS
+    reason[np.isnat(w.ts)] = 1
+    idx = np.flatnonzero(reason == 0)
+    if len(idx) > 1:  # duplicates of (series, timestamp): the first row stays
+        order = idx[np.lexsort((t[idx], w.series_codes[idx]))]  # stable: earlier rows first among equals
+        same = (t[order][1:] == t[order][:-1]) & (w.series_codes[order][1:] == w.series_codes[order][:-1])
+        reason[order[1:][same]] = 2
+    rows = np.flatnonzero(reason == 0)
+    tl, cl = t[rows], w.series_codes[rows]
+    single = len(w.series_names) == 1
+    groups = [np.arange(len(rows))] if single else [np.flatnonzero(cl == c) for c in range(len(w.series_names))]
+    reordered = np.zeros(len(rows), dtype=bool)
+    for g in groups:
+        if len(g) > 1:
+            tt = tl[g]
+            reordered[g[1:]] = tt[1:] < np.maximum.accumulate(tt)[:-1]
+    vals = w.values[:, rows]
+    nn = w.non_numeric[:, rows]
+    lo, hi = _limits(m, w.tags)
+    oob = _outside(vals, lo[:, None], hi[:, None])
+    missing = int((np.isnan(vals) & ~nn).sum())
+    vals[oob] = np.nan
+    stuck = np.zeros_like(oob)
+    after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
+    t_s = tl / 1e9
+    for j, name in enumerate(w.tags):
+        after = after_of.get(name)
+        if after is None:
+            continue
+        for g in groups:
+            g = g if not reordered.any() else g[np.argsort(tl[g], kind="stable")]
+            v = vals[j, g]
+            fin = np.isfinite(v)
+            pos = g[fin]
+            stuck[j, pos[_stuck_runs(t_s[pos], v[fin], after)]] = True
+    vals[stuck] = np.nan
+    repaired = (nn | oob | stuck).any(axis=0) | reordered
+    quarantined = np.flatnonzero(reason != 0)
+    report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
+    report.quarantined = int(len(quarantined))
+    report.repaired = int(repaired.sum())
+    report.kept = n - report.quarantined - report.repaired
+    report.quarantine_reasons = dict(sorted(Counter(ROW_REASONS[r] for r in reason[quarantined]).items()))
+    cells = {"non_numeric": int(nn.sum()), "out_of_limits": int(oob.sum()), "stuck": int(stuck.sum())}
+    report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
+    report.missing_cells = missing
+    report.reordered_rows = int(reordered.sum())
+    report.check()
+    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(ROW_REASONS, dtype=object)[reason[quarantined]]})
+    block = Block(list(w.tags), tl, rows.astype(np.int64), cl, list(w.series_names), vals)
+    return Validated([block], report, q)
+
+
+ROW_REASONS = ("", "bad_timestamp", "duplicate_timestamp")
+
+
+def _blocks_of_long(good: pd.DataFrame) -> list[Block]:
+    """Valid long records -> one block per tag (in order of first appearance)."""
+    if good.empty:
+        return []
+    codes, snames = pd.factorize(good["series"], sort=False)
+    tag_codes, tags = pd.factorize(good["tag"], sort=False)
+    ts = good["timestamp"].astype("int64").to_numpy()
+    rows = good["row"].to_numpy(dtype=np.int64)
+    v = good["value"].to_numpy(dtype=float)
+    order = np.argsort(tag_codes, kind="stable")
+    bounds = np.searchsorted(tag_codes[order], np.arange(len(tags) + 1))
+    out = []
+    for j, tag in enumerate(tags):
+        sel = order[bounds[j] : bounds[j + 1]]
+        out.append(Block([str(tag)], ts[sel], rows[sel], codes[sel].astype(np.int32), [str(x) for x in snames], v[sel][None, :]))
+    return out
+
+
 def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
+    if rec.wide is not None:
+        return _validate_wide(rec, rec.wide, m)
     df = rec.frame.reset_index(drop=True)
     n = rec.n_rows
     reason = np.full(n, "", dtype=object)  # per input row: quarantine reason or ""
@@ -104,12 +248,9 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     earlier_max = t_ns.groupby(keys).cummax().groupby(keys).shift(1)
     reordered = np.unique(df["row"].to_numpy()[(t_ns < earlier_max).to_numpy()])
     codes, names = pd.factorize(df["tag"])  # per-tag lookups by code: far cheaper than mapping strings per cell
-    limits = {t.name: t.limits or (-np.inf, np.inf) for t in m.tags}
-    lim_lo = np.array([limits.get(n, (np.nan, np.nan))[0] for n in names], dtype=float)[codes]
-    lim_hi = np.array([limits.get(n, (np.nan, np.nan))[1] for n in names], dtype=float)[codes]
+    lim_lo, lim_hi = _limits(m, names)
     v = df["value"].to_numpy()
-    present = ~np.isnan(v)
-    out_of_limits = present & ~((v >= lim_lo) & (v <= lim_hi))
+    out_of_limits = _outside(v, lim_lo[codes], lim_hi[codes])
     non_numeric = df["non_numeric"].to_numpy()
     bad_quality = df["bad_quality"].to_numpy(dtype=bool) if "bad_quality" in df else np.zeros(len(df), dtype=bool)
     cell_reason = np.full(len(df), "", dtype=object)
@@ -134,4 +275,4 @@ def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
     report.check()
     good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value", "row"]]
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": reason[quarantined]})
-    return Validated(good.reset_index(drop=True), report, q)
+    return Validated(_blocks_of_long(good.reset_index(drop=True)), report, q)
