@@ -4,7 +4,7 @@ Layout of a corpus folder::
 
     manifest.json            tokenizer spec, recipe, counts per plant and split, shard hashes, content hash
     data/                    DatasetDict.save_to_disk: train/ validation/ test/ heldout/ Arrow shards
-    parts/<plant>/           one finished plant: its rows per split, part.json (fingerprint, counts,
+    parts/<plant>/           one finished plant: <split>.arrow (its rows, Arrow IPC), part.json (fingerprint, counts,
                              lineage), report.json / report.txt (ingest report), quarantine.csv
     labels/<plant>/...       task label files, copied as given (only for plants the audience may see)
 
@@ -45,7 +45,8 @@ from data_prep.readers import read_file
 from data_prep.tokenizer import TokenizerSpec
 from data_prep.validate import Block, FileReport, validate
 
-CORPUS_FORMAT_VERSION = 2
+CORPUS_FORMAT_VERSION = 3
+"""3: parts hold one Arrow IPC file per split (2: a datasets folder per split)."""
 SPLITS = ("train", "validation", "test", "heldout")
 
 FEATURES = datasets.Features(
@@ -100,18 +101,29 @@ class _quiet_datasets:
             datasets.enable_progress_bars()
 
 
-def rows_to_dataset(rows: list[dict], fingerprint: str) -> datasets.Dataset:
-    """A Dataset of corpus rows with the FEATURES schema. The big 2-D columns go in as flat buffers, and the
-    fingerprint is given (derived from the part's fingerprint), so datasets does not hash the whole table."""
-    schema = FEATURES.arrow_schema
+SCHEMA = FEATURES.arrow_schema
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Corpus rows as an Arrow table with the FEATURES schema. The big 2-D columns go in as flat buffers."""
     columns = {}
     for name in FEATURES:
         if name in ("values", "observed"):
-            columns[name] = _nested([np.asarray(r[name]) for r in rows], schema.field(name).type.value_type.value_type)
+            columns[name] = _nested([np.asarray(r[name]) for r in rows], SCHEMA.field(name).type.value_type.value_type)
         else:
-            columns[name] = pa.array([r[name] for r in rows], type=schema.field(name).type)
-    table = pa.table(columns, schema=schema)
-    return datasets.Dataset(table, info=datasets.DatasetInfo(features=FEATURES), fingerprint=fingerprint)
+            columns[name] = pa.array([r[name] for r in rows], type=SCHEMA.field(name).type)
+    return pa.table(columns, schema=SCHEMA)
+
+
+def write_part_split(table: pa.Table, path: Path) -> None:
+    """A part's split is one Arrow IPC file (internal to the build; merge turns parts into the corpus)."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+
+
+def read_part_split(path: Path) -> pa.Table:
+    """Memory-mapped: the merge reads parts without copying them into RAM."""
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
 @dataclass
@@ -394,10 +406,9 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     tmp = parts / f".tmp-{pid}-{os.getpid()}"
     tmp.mkdir(parents=True)
     res = prep_plant(m, cfg, names)
-    with _quiet_datasets():
-        for s in SPLITS:
-            if res.rows[s]:  # datasets cannot reload an empty saved dataset: an empty split is simply absent
-                rows_to_dataset(res.rows[s], fingerprint=_canonical_hash([fp, s])[:16]).save_to_disk(str(tmp / s))
+    for s in SPLITS:
+        if res.rows[s]:  # an empty split is simply absent
+            write_part_split(rows_to_table(res.rows[s]), tmp / f"{s}.arrow")
     (tmp / "report.json").write_text(json.dumps(res.report, indent=2, sort_keys=True))
     (tmp / "report.txt").write_text(human_report(res.report))
     res.quarantine.to_csv(tmp / "quarantine.csv", index=False)
@@ -523,9 +534,11 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
         infos.append(info)
     splits = {}
     for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)
-        pieces = [datasets.load_from_disk(str(out / "parts" / i["plant_id"] / s)) for i in infos if i["splits"][s]["series"]]
+        pieces = [read_part_split(out / "parts" / i["plant_id"] / f"{s}.arrow") for i in infos if i["splits"][s]["series"]]
         if pieces:
-            splits[s] = datasets.concatenate_datasets(pieces)
+            table = pa.concat_tables(pieces)
+            fingerprint = _canonical_hash([i["fingerprint"] for i in infos] + [s])[:16]
+            splits[s] = datasets.Dataset(table, info=datasets.DatasetInfo(features=FEATURES), fingerprint=fingerprint)
     tmp = out / ".tmp-data"
     shutil.rmtree(tmp, ignore_errors=True)
     with _quiet_datasets():
