@@ -73,17 +73,48 @@ class WideTable:
 
 
 @dataclass
+class LongTable:
+    """A long file as arrays, one entry per record (input row); text columns as codes."""
+
+    ts: np.ndarray
+    """datetime64[ns] (UTC), NaT where it cannot be parsed."""
+    tag_codes: np.ndarray
+    """int32: index into ``tag_names`` (names stripped; "" when the cell is empty)."""
+    tag_names: list[str]
+    series_codes: np.ndarray
+    series_names: list[str]
+    values: np.ndarray
+    """float64, NaN when missing, not numeric or of bad quality."""
+    non_numeric: np.ndarray
+    bad_quality: np.ndarray
+
+    def long_frame(self) -> pd.DataFrame:
+        n = len(self.ts)
+        return _frame(
+            rows=np.arange(n),
+            ts=self.ts,
+            tag=np.asarray(self.tag_names, dtype=object)[self.tag_codes] if n else np.array([], dtype=object),
+            value=self.values,
+            non_numeric=self.non_numeric,
+            series=np.asarray(self.series_names, dtype=object)[self.series_codes] if n else np.array([], dtype=object),
+            bad_quality=self.bad_quality,
+        )
+
+
+@dataclass
 class Records:
-    """The records of one raw file: long (one per cell) or, for wide files, a columnar :class:`WideTable`."""
+    """The records of one raw file, columnar: a :class:`WideTable` or a :class:`LongTable`."""
 
     file: str
     n_rows: int
     """Number of input rows (data lines of a CSV, records of a long table)."""
-    long: pd.DataFrame | None
-    """Long files: the records (see :attr:`frame`). None for wide files."""
+    table: WideTable | LongTable
     unmapped_columns: list[str]
     """Columns of the file that are not manifest tags (nor the timestamp/series/... columns): ignored."""
-    wide: WideTable | None = None
+
+    @property
+    def wide(self) -> WideTable | None:
+        return self.table if isinstance(self.table, WideTable) else None
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -91,8 +122,8 @@ class Records:
         (datetime64[ns, UTC] or NaT), tag (str), value (float, NaN when missing or not numeric), non_numeric
         (bool: a non-empty cell that is no number), series (str: which series of the asset the row belongs to,
         e.g. a run or unit id; "" when one), bad_quality (bool: the source's own quality flag marks the record
-        bad; its value is NaN). Wide files build it on demand (tag-major: all of tag 0, then tag 1...)."""
-        return self.long if self.wide is None else self.wide.long_frame()
+        bad; its value is NaN). Built on demand; a wide file's is tag-major (all of tag 0, then tag 1...)."""
+        return self.table.long_frame()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -401,15 +432,6 @@ def _series_of_file(spec: FileSpec, path: Path) -> str:
     return spec.series_prefix + path.stem if spec.series_from == "file" else ""
 
 
-def _series_values(ctx: _Ctx, df: pd.DataFrame, n: int, path: Path) -> np.ndarray:
-    spec = ctx.spec
-    if spec.series_column is None:
-        return np.full(n, _series_of_file(spec, path), dtype=object)
-    col = _column(ctx, df, spec.series_column, "series_column", "series")
-    s = col.astype("string").str.strip().fillna("")
-    return (spec.series_prefix + s).to_numpy(dtype=object)
-
-
 def _empty() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -487,7 +509,7 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
         got = None if cols is None else _arrow_numeric(cols[c], spec.decimal)
         values[j], bad[j] = got if got is not None else _numeric(text(c), spec.decimal)
     wide = WideTable(ts, codes, snames, tag_cols, values, bad)
-    return Records(str(path), n, None, unmapped, wide=wide)
+    return Records(str(path), n, wide, unmapped)
 
 
 def _norm_quality(x: object) -> str:
@@ -497,6 +519,15 @@ def _norm_quality(x: object) -> str:
     except ValueError:
         return s
     return str(int(f)) if f.is_integer() else s
+
+
+def _text_codes(col: pd.Series, prefix: str = "") -> tuple[np.ndarray, list[str]]:
+    """Codes and names of a text column: names stripped (and prefixed), an empty cell is ""."""
+    codes, uniques = pd.factorize(col, sort=False, use_na_sentinel=True)
+    names = [prefix + str(u).strip() for u in uniques] + [prefix]
+    codes = np.where(codes < 0, len(names) - 1, codes)
+    merged, out = pd.factorize(pd.Series(names, dtype=object), sort=False)  # " a" and "a" are one name
+    return merged[codes].astype(np.int32), [str(x) for x in out]
 
 
 def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]") -> Records:
@@ -511,13 +542,15 @@ def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]
     else:
         df = _read_csv(ctx)
     n = len(df)
-    tag = _column(ctx, df, spec.tag_column, "tag_column", "tag").astype("string").str.strip().fillna("")
-    tag = tag.to_numpy(dtype=object)
+    tag_codes, tag_names = _text_codes(_column(ctx, df, spec.tag_column, "tag_column", "tag"))
     ts_raw = _column(ctx, df, spec.timestamp_column, "timestamp_column", "timestamp")
-    series = _series_values(ctx, df, n, path)
+    if spec.series_column is None:
+        s_codes, s_names = np.zeros(n, dtype=np.int32), [_series_of_file(spec, path)]
+    else:
+        s_codes, s_names = _text_codes(_column(ctx, df, spec.series_column, "series_column", "series"), spec.series_prefix)
     groups = None
     if m.timezone != "UTC":  # DST inference runs per (series, tag): a long file interleaves the tags
-        groups = pd.factorize(pd.Series(series.astype(str)) + "\x00" + pd.Series(tag.astype(str)))[0]
+        groups = s_codes.astype(np.int64) * len(tag_names) + tag_codes
     ts = _timestamps(ctx, ts_raw, groups)
     vcol = _column(ctx, df, spec.value_column, "value_column", "value")
     if pd.api.types.is_numeric_dtype(vcol) and not pd.api.types.is_bool_dtype(vcol):
@@ -529,13 +562,15 @@ def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]
     if spec.quality_column is not None:
         q = _column(ctx, df, spec.quality_column, "quality_column", "quality")
         bad_set = {_norm_quality(b) for b in spec.bad_quality}
-        bad_q = q.map(_norm_quality).isin(bad_set).to_numpy(dtype=bool)
+        q_codes, q_uniques = pd.factorize(q, sort=False, use_na_sentinel=True)
+        bad_u = np.array([_norm_quality(u) in bad_set for u in q_uniques] + [_norm_quality(np.nan) in bad_set], dtype=bool)
+        bad_q = bad_u[np.where(q_codes < 0, len(q_uniques), q_codes)]
         v = np.where(bad_q, np.nan, v)
         non_numeric = non_numeric & ~bad_q
     used = {spec.timestamp_column, spec.tag_column, spec.value_column, spec.quality_column, spec.series_column}
     unmapped = [c for c in df.columns if c not in used and not _is_unnamed(c)]
-    frame = _frame(np.arange(n), ts, tag, v, non_numeric, series, bad_q)
-    return Records(str(path), n, frame, unmapped)
+    table = LongTable(ts, tag_codes, tag_names, s_codes, s_names, np.asarray(v, dtype=float), non_numeric, bad_q)
+    return Records(str(path), n, table, unmapped)
 
 
 READERS = {"wide_csv": read_wide_csv, "long_parquet": read_long, "long_csv": read_long}

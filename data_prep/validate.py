@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.manifest import PlantManifest
-from data_prep.readers import Records, WideTable
+from data_prep.readers import LongTable, Records, WideTable
 
 
 @dataclass
@@ -94,30 +94,6 @@ class Validated:
         if not frames:
             return pd.DataFrame({"series": [], "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "tag": [], "value": [], "row": []})
         return pd.concat(frames, ignore_index=True)
-
-
-def _stuck_mask(df: pd.DataFrame, m: PlantManifest) -> np.ndarray:
-    """True for values that belong to a run of identical values lasting >= the tag's stuck_after_s."""
-    out = np.zeros(len(df), dtype=bool)
-    limits = {t.name: t.stuck_after_s for t in m.tags}
-    for (_, tag), g in df.groupby(["series", "tag"], sort=False):
-        after = limits.get(tag)
-        if after is None or len(g) < 2:
-            continue
-        g = g.sort_values("timestamp", kind="stable")
-        v = g["value"].to_numpy()
-        ok = np.isfinite(v)
-        gv = g[ok]
-        if len(gv) < 2:
-            continue
-        vals = gv["value"].to_numpy()
-        run_id = np.concatenate([[0], np.cumsum(vals[1:] != vals[:-1])])
-        t = gv["timestamp"].astype("int64").to_numpy() / 1e9
-        first = pd.Series(t).groupby(run_id).transform("min").to_numpy()
-        last = pd.Series(t).groupby(run_id).transform("max").to_numpy()
-        stuck = (last - first) >= after
-        out[df.index.get_indexer(gv.index[stuck])] = True
-    return out
 
 
 def _limits(m: PlantManifest, names) -> tuple[np.ndarray, np.ndarray]:
@@ -201,78 +177,80 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest) -> Validated:
 ROW_REASONS = ("", "bad_timestamp", "duplicate_timestamp")
 
 
-def _blocks_of_long(good: pd.DataFrame) -> list[Block]:
-    """Valid long records -> one block per tag (in order of first appearance)."""
-    if good.empty:
-        return []
-    codes, snames = pd.factorize(good["series"], sort=False)
-    tag_codes, tags = pd.factorize(good["tag"], sort=False)
-    ts = good["timestamp"].astype("int64").to_numpy()
-    rows = good["row"].to_numpy(dtype=np.int64)
-    v = good["value"].to_numpy(dtype=float)
-    order = np.argsort(tag_codes, kind="stable")
-    bounds = np.searchsorted(tag_codes[order], np.arange(len(tags) + 1))
-    out = []
-    for j, tag in enumerate(tags):
-        sel = order[bounds[j] : bounds[j + 1]]
-        out.append(Block([str(tag)], ts[sel], rows[sel], codes[sel].astype(np.int32), [str(x) for x in snames], v[sel][None, :]))
-    return out
+LONG_REASONS = ("", "bad_timestamp", "unknown_tag", "duplicate_record")
 
 
-def validate(rec: Records, m: PlantManifest, wide: bool) -> Validated:
-    if rec.wide is not None:
-        return _validate_wide(rec, rec.wide, m)
-    df = rec.frame.reset_index(drop=True)
-    n = rec.n_rows
-    reason = np.full(n, "", dtype=object)  # per input row: quarantine reason or ""
-
-    bad_ts = df.loc[df["timestamp"].isna(), "row"].unique()
-    reason[bad_ts] = "bad_timestamp"
-    if not wide:
-        known = {t.name for t in m.tags}
-        unknown = df.loc[~df["tag"].isin(known), "row"].to_numpy()
-        reason[unknown[reason[unknown] == ""]] = "unknown_tag"
-    live = df[reason[df["row"].to_numpy()] == ""]
-    if wide:
-        first_rows = live.drop_duplicates("row")[["row", "series", "timestamp"]]
-        dup = first_rows.loc[first_rows.duplicated(["series", "timestamp"], keep="first"), "row"].to_numpy()
-        reason[dup] = "duplicate_timestamp"
-    else:
-        dup = live.loc[live.duplicated(["series", "timestamp", "tag"], keep="first"), "row"].to_numpy()
-        reason[dup] = "duplicate_record"
-
-    df = df[reason[df["row"].to_numpy()] == ""].copy()
-    # Per (series, tag) in input-row order (readers emit each tag's cells in row order).
-    keys = [df["series"], df["tag"]]
-    t_ns = df["timestamp"].astype("int64")
-    earlier_max = t_ns.groupby(keys).cummax().groupby(keys).shift(1)
-    reordered = np.unique(df["row"].to_numpy()[(t_ns < earlier_max).to_numpy()])
-    codes, names = pd.factorize(df["tag"])  # per-tag lookups by code: far cheaper than mapping strings per cell
-    lim_lo, lim_hi = _limits(m, names)
-    v = df["value"].to_numpy()
-    out_of_limits = _outside(v, lim_lo[codes], lim_hi[codes])
-    non_numeric = df["non_numeric"].to_numpy()
-    bad_quality = df["bad_quality"].to_numpy(dtype=bool) if "bad_quality" in df else np.zeros(len(df), dtype=bool)
-    cell_reason = np.full(len(df), "", dtype=object)
-    cell_reason[non_numeric] = "non_numeric"
-    cell_reason[out_of_limits] = "out_of_limits"
-    cell_reason[bad_quality] = "bad_quality"
-    df["value"] = np.where(cell_reason == "", v, np.nan)
-    stuck = _stuck_mask(df, m) & (cell_reason == "")
-    cell_reason[stuck] = "stuck"
-    df.loc[stuck, "value"] = np.nan
-
-    repaired_rows = np.union1d(np.unique(df["row"].to_numpy()[cell_reason != ""]), reordered)
-    quarantined = np.flatnonzero(reason != "")
+def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
+    """The rules on a long file: one record per input row, grouped by (series, tag) where order matters."""
+    n, n_tags = rec.n_rows, len(L.tag_names)
+    t = L.ts.astype("int64")
+    reason = np.zeros(n, dtype=np.int8)
+    reason[np.isnat(L.ts)] = 1
+    known_names = {tg.name for tg in m.tags}
+    known = np.array([name in known_names for name in L.tag_names], dtype=bool)
+    reason[(reason == 0) & ~known[L.tag_codes]] = 2
+    idx = np.flatnonzero(reason == 0)
+    if len(idx) > 1:  # duplicate (series, timestamp, tag): the first record stays
+        order = idx[np.lexsort((t[idx], L.tag_codes[idx], L.series_codes[idx]))]
+        same = (t[order][1:] == t[order][:-1]) & (L.tag_codes[order][1:] == L.tag_codes[order][:-1])
+        same &= L.series_codes[order][1:] == L.series_codes[order][:-1]
+        reason[order[1:][same]] = 3
+    live = np.flatnonzero(reason == 0)
+    tl, tc = t[live], L.tag_codes[live]
+    vals = L.values[live].copy()
+    nn, bq = L.non_numeric[live], L.bad_quality[live]
+    lo, hi = _limits(m, L.tag_names)
+    oob = _outside(vals, lo[tc], hi[tc])
+    missing = int((np.isnan(vals) & ~nn & ~bq).sum())
+    vals[oob] = np.nan
+    # (series, tag) groups, each in input-row order
+    key = L.series_codes[live].astype(np.int64) * n_tags + tc
+    gorder = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[gorder])) + 1
+    groups = np.split(gorder, bounds) if len(gorder) else []
+    after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
+    reordered = np.zeros(len(live), dtype=bool)
+    stuck = np.zeros(len(live), dtype=bool)
+    t_s = tl / 1e9
+    for g in groups:
+        tt = tl[g]
+        back = tt[1:] < np.maximum.accumulate(tt)[:-1]
+        reordered[g[1:]] = back
+        after = after_of.get(L.tag_names[tc[g[0]]])
+        if after is None:
+            continue
+        gs = g[np.argsort(tt, kind="stable")] if back.any() else g
+        v = vals[gs]
+        fin = np.isfinite(v)
+        pos = gs[fin]
+        stuck[pos[_stuck_runs(t_s[pos], v[fin], after)]] = True
+    vals[stuck] = np.nan
+    repaired = nn | oob | bq | stuck | reordered
+    quarantined = np.flatnonzero(reason != 0)
     report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
     report.quarantined = int(len(quarantined))
-    report.repaired = int(len(repaired_rows))
+    report.repaired = int(repaired.sum())
     report.kept = n - report.quarantined - report.repaired
-    report.quarantine_reasons = dict(sorted(Counter(reason[quarantined]).items()))
-    report.repaired_cells = dict(sorted(Counter(cell_reason[cell_reason != ""]).items()))
-    report.missing_cells = int((np.isnan(v) & ~non_numeric & ~bad_quality).sum())
-    report.reordered_rows = int(len(reordered))
+    report.quarantine_reasons = dict(sorted(Counter(LONG_REASONS[r] for r in reason[quarantined]).items()))
+    cells = {"non_numeric": int(nn.sum()), "out_of_limits": int(oob.sum()), "bad_quality": int(bq.sum()), "stuck": int(stuck.sum())}
+    report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
+    report.missing_cells = missing
+    report.reordered_rows = int(reordered.sum())
     report.check()
-    good = df[np.isfinite(df["value"].to_numpy())][["series", "timestamp", "tag", "value", "row"]]
-    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": reason[quarantined]})
-    return Validated(_blocks_of_long(good.reset_index(drop=True)), report, q)
+    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(LONG_REASONS, dtype=object)[reason[quarantined]]})
+    blocks = []
+    by_tag = np.argsort(tc, kind="stable")
+    tag_bounds = np.searchsorted(tc[by_tag], np.arange(n_tags + 1))
+    for j, name in enumerate(L.tag_names):
+        sel = by_tag[tag_bounds[j] : tag_bounds[j + 1]]
+        if len(sel):
+            blocks.append(Block([name], tl[sel], live[sel].astype(np.int64), L.series_codes[live][sel], list(L.series_names), vals[sel][None, :]))
+    return Validated(blocks, report, q)
+
+
+def validate(rec: Records, m: PlantManifest, wide: bool | None = None) -> Validated:
+    """Apply every rule to one file's records. ``wide`` is accepted for older callers; the records know
+    their layout."""
+    if rec.wide is not None:
+        return _validate_wide(rec, rec.wide, m)
+    return _validate_long(rec, rec.table, m)
