@@ -300,6 +300,10 @@ def _file_spec(raw: Any, where: str, key: str, root: str | None) -> FileSpec:
     return spec
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML has it (the same safe constructors, ~10x faster than the Python one)."""
+
+
 def load_manifest(path: str | Path, data_root: str | Path | None = None) -> PlantManifest:
     """Read and validate one plant manifest YAML.
 
@@ -310,7 +314,7 @@ def load_manifest(path: str | Path, data_root: str | Path | None = None) -> Plan
     where = str(path)
     root = str(Path(data_root).expanduser().resolve()) if data_root is not None else None
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except FileNotFoundError:
         raise ManifestError(f"{where}: manifest file not found") from None
     except yaml.YAMLError as e:

@@ -249,17 +249,33 @@ def _arrow_present(s: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(pc.greater(pc.utf8_length(t), 0), False).to_numpy(zero_copy_only=False)
 
 
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
 def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values, non_numeric) by an Arrow cast, or None when some cell does not cast as it stands."""
+    """(values, non_numeric) by Arrow casts. A column with text in it (historian strings, padded cells)
+    casts its plain numbers in Arrow and hands only the other cells to the pandas rules. None when even the
+    plain numbers do not cast (the caller then converts the whole column with pandas)."""
     s = pc.replace_substring(col, decimal, ".") if decimal != "." else col
     try:
-        v = pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False)
+        v = np.array(pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
+        # a cell that casts to NaN is the text "nan": not a number (the pandas rules say the same)
+        return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    t = pc.utf8_trim_whitespace(s)
+    plain = pc.fill_null(pc.match_substring_regex(t, _PLAIN_NUMBER), False)
+    try:
+        v = np.array(pc.cast(pc.if_else(plain, t, pa.scalar(None, pa.string())), pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    v = np.array(v, dtype=float)  # nulls (empty cells) arrive as NaN
-    nan = np.isnan(v)
-    # a cell that casts to NaN is the text "nan": not a number (the pandas path says the same)
-    return v, nan & pc.is_valid(col).to_numpy(zero_copy_only=False)
+    plain_np = plain.to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~plain_np & pc.is_valid(t).to_numpy(zero_copy_only=False))
+    non_numeric = np.zeros(len(v), dtype=bool)
+    if len(rest):  # the few other cells (text, "inf", "1,5" with decimal ".") by the pandas rules
+        cells = pd.Series(pc.take(col, pa.array(rest)).to_numpy(zero_copy_only=False), dtype=object)
+        v[rest], non_numeric[rest] = _numeric(cells, decimal)
+    return v, non_numeric
 
 
 def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:

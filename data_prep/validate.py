@@ -181,7 +181,9 @@ LONG_REASONS = ("", "bad_timestamp", "unknown_tag", "duplicate_record")
 
 
 def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
-    """The rules on a long file: one record per input row, grouped by (series, tag) where order matters."""
+    """The rules on a long file: one record per input row, grouped by (series, tag) where order matters.
+    Arrays stay indexed by input row; a group whose times strictly increase (the usual export) needs no
+    sorting at all."""
     n, n_tags = rec.n_rows, len(L.tag_names)
     t = L.ts.astype("int64")
     reason = np.zeros(n, dtype=np.int8)
@@ -190,61 +192,61 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
     known = np.array([name in known_names for name in L.tag_names], dtype=bool)
     reason[(reason == 0) & ~known[L.tag_codes]] = 2
     idx = np.flatnonzero(reason == 0)
-    if len(idx) > 1:  # duplicate (series, timestamp, tag): the first record stays
-        order = idx[np.lexsort((t[idx], L.tag_codes[idx], L.series_codes[idx]))]
-        same = (t[order][1:] == t[order][:-1]) & (L.tag_codes[order][1:] == L.tag_codes[order][:-1])
-        same &= L.series_codes[order][1:] == L.series_codes[order][:-1]
-        reason[order[1:][same]] = 3
-    live = np.flatnonzero(reason == 0)
-    tl, tc = t[live], L.tag_codes[live]
-    vals = L.values[live].copy()
-    nn, bq = L.non_numeric[live], L.bad_quality[live]
+    key = L.series_codes[idx].astype(np.int64) * n_tags + L.tag_codes[idx]
+    order = np.argsort(key, kind="stable")
+    groups = np.split(idx[order], np.flatnonzero(np.diff(key[order])) + 1) if len(idx) else []
+    vals = L.values.copy()
+    nn, bq = L.non_numeric, L.bad_quality
     lo, hi = _limits(m, L.tag_names)
-    oob = _outside(vals, lo[tc], hi[tc])
-    missing = int((np.isnan(vals) & ~nn & ~bq).sum())
-    vals[oob] = np.nan
-    # (series, tag) groups, each in input-row order
-    key = L.series_codes[live].astype(np.int64) * n_tags + tc
-    gorder = np.argsort(key, kind="stable")
-    bounds = np.flatnonzero(np.diff(key[gorder])) + 1
-    groups = np.split(gorder, bounds) if len(gorder) else []
     after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
-    reordered = np.zeros(len(live), dtype=bool)
-    stuck = np.zeros(len(live), dtype=bool)
-    t_s = tl / 1e9
-    for g in groups:
-        tt = tl[g]
-        back = tt[1:] < np.maximum.accumulate(tt)[:-1]
-        reordered[g[1:]] = back
-        after = after_of.get(L.tag_names[tc[g[0]]])
+    reordered = np.zeros(n, dtype=bool)
+    stuck = np.zeros(n, dtype=bool)
+    kept_groups = []
+    for g in groups:  # g: input rows of one (series, tag), in row order
+        tt = t[g]
+        if not (np.diff(tt) > 0).all():
+            o = np.argsort(tt, kind="stable")
+            dup = o[1:][tt[o][1:] == tt[o][:-1]]  # a repeated (series, timestamp, tag): the first record stays
+            if len(dup):
+                reason[g[dup]] = 3
+                g = np.delete(g, dup)
+                tt = t[g]
+            reordered[g[1:]] = tt[1:] < np.maximum.accumulate(tt)[:-1]
+        kept_groups.append(g)
+    live = reason == 0
+    tag_of = L.tag_codes
+    oob = live & _outside(vals, lo[tag_of], hi[tag_of])
+    missing = int((live & np.isnan(vals) & ~nn & ~bq).sum())
+    vals[oob] = np.nan
+    for g in kept_groups:
+        after = after_of.get(L.tag_names[tag_of[g[0]]]) if len(g) else None
         if after is None:
             continue
-        gs = g[np.argsort(tt, kind="stable")] if back.any() else g
+        gs = g[np.argsort(t[g], kind="stable")] if reordered[g].any() else g
         v = vals[gs]
         fin = np.isfinite(v)
         pos = gs[fin]
-        stuck[pos[_stuck_runs(t_s[pos], v[fin], after)]] = True
+        stuck[pos[_stuck_runs(t[pos] / 1e9, v[fin], after)]] = True
     vals[stuck] = np.nan
-    repaired = nn | oob | bq | stuck | reordered
-    quarantined = np.flatnonzero(reason != 0)
+    nn_l, bq_l = nn & live, bq & live
+    repaired = nn_l | oob | bq_l | stuck | reordered
+    quarantined = np.flatnonzero(~live)
     report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
     report.quarantined = int(len(quarantined))
     report.repaired = int(repaired.sum())
     report.kept = n - report.quarantined - report.repaired
     report.quarantine_reasons = dict(sorted(Counter(LONG_REASONS[r] for r in reason[quarantined]).items()))
-    cells = {"non_numeric": int(nn.sum()), "out_of_limits": int(oob.sum()), "bad_quality": int(bq.sum()), "stuck": int(stuck.sum())}
+    cells = {"non_numeric": int(nn_l.sum()), "out_of_limits": int(oob.sum()), "bad_quality": int(bq_l.sum()), "stuck": int(stuck.sum())}
     report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
     report.missing_cells = missing
     report.reordered_rows = int(reordered.sum())
     report.check()
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(LONG_REASONS, dtype=object)[reason[quarantined]]})
     blocks = []
-    by_tag = np.argsort(tc, kind="stable")
-    tag_bounds = np.searchsorted(tc[by_tag], np.arange(n_tags + 1))
-    for j, name in enumerate(L.tag_names):
-        sel = by_tag[tag_bounds[j] : tag_bounds[j + 1]]
-        if len(sel):
-            blocks.append(Block([name], tl[sel], live[sel].astype(np.int64), L.series_codes[live][sel], list(L.series_names), vals[sel][None, :]))
+    for j, name in enumerate(L.tag_names):  # one block per tag, rows in input order
+        rows = np.sort(np.concatenate([g for g in kept_groups if len(g) and tag_of[g[0]] == j] or [np.array([], dtype=np.int64)]))
+        if len(rows):
+            blocks.append(Block([name], t[rows], rows.astype(np.int64), L.series_codes[rows], list(L.series_names), vals[rows][None, :]))
     return Validated(blocks, report, q)
 
 
