@@ -4,6 +4,8 @@ Both sides convert the same raw files of the synthetic plants (``data_prep.sim.p
 
 * **MAX-FM**: ``data_prep.corpus.build_corpus(manifests, out, PrepConfig(), num_proc=1)``: read, validate
   (every row kept / repaired / quarantined with a reason), align, scale, split, write Arrow + manifest.
+  Run twice: in one process, and with ``num_proc`` = the usable CPU cores (at least 2), which is how the
+  builder is meant to run on a machine with several cores (plants are prepared in parallel worker processes).
 * **Chronos-style baseline**: what Chronos's training-data conversion does (``convert_to_arrow`` in the
   chronos-forecasting README): read each file with pandas (wide CSV with the manifest's delimiter and
   decimal mark; long Parquet pivoted to wide), one univariate series per tag (start timestamp + float32
@@ -39,8 +41,15 @@ from pathlib import Path
 
 from _memory import peak_rss_mb, proc_status_mb  # scripts/_memory.py (the script's folder is on sys.path)
 
-METHODS = ("maxfm", "baseline")
-LABELS = {"maxfm": "MAX-FM (validation on)", "baseline": "Chronos-style (no validation)"}
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+NUM_PROC = max(2, _usable_cpus())
+METHODS = ("maxfm", "maxfm_par", "baseline")
+MAXFM = ("maxfm", "maxfm_par")
+LABELS = {"maxfm": "MAX-FM (validation on)", "maxfm_par": f"MAX-FM (validation on, --num-proc {NUM_PROC})",
+          "baseline": "Chronos-style (no validation)"}
 SIZES = ("1x", "10x plants", "10x history")
 COPIES = 10
 FLAT_RSS = 1.25
@@ -109,7 +118,7 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     """One measured run (in its own process). Prints nothing else on stdout."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    if method == "maxfm":
+    if method in MAXFM:
         from data_prep.corpus import PrepConfig, build_corpus
     else:
         import numpy  # noqa: F401
@@ -121,15 +130,18 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if method == "maxfm":
-        build_corpus(manifests, out_dir, PrepConfig(), num_proc=1, log=lambda *_: None)
+    if method in MAXFM:
+        build_corpus(manifests, out_dir, PrepConfig(), num_proc=NUM_PROC if method == "maxfm_par" else 1, log=lambda *_: None)
         n_out = None
     else:
         n_out = sum(_baseline_plant(Path(p), out_dir) for p in manifests)
     seconds = time.perf_counter() - t0
     out_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
+    import resource
+
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process (Linux: KiB)
     return {"seconds": seconds, "rss_imports_mb": rss_imports, "peak_rss_mb": _peak_rss_mb(),
-            "vm_hwm_mb": _hwm_mb(), "out_bytes": out_bytes, "series_out": n_out}
+            "vm_hwm_mb": _hwm_mb(), "out_bytes": out_bytes, "series_out": n_out, "worker_peak_rss_mb": workers or None}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -257,11 +269,13 @@ def ratios(rows: list[dict]) -> dict:
         r = by.get((method, size))
         return None if r is None else r.get(key)
 
-    out: dict = {"throughput": {}, "rss": {}}
+    out: dict = {"throughput": {}, "throughput_parallel": {}, "rss": {}}
     for size in SIZES:
-        a, b = get("maxfm", size, "mpoints_s"), get("baseline", size, "mpoints_s")
-        out["throughput"][size] = a / b if a and b else None
-    for method in METHODS:
+        b = get("baseline", size, "mpoints_s")
+        for key, method in (("throughput", "maxfm"), ("throughput_parallel", "maxfm_par")):
+            a = get(method, size, "mpoints_s")
+            out[key][size] = a / b if a and b else None
+    for method in ("maxfm", "baseline"):  # the parallel run's workers are separate processes: see worker_peak_rss_mb
         for size in SIZES[1:]:
             p1, p10 = get(method, "1x", "peak_rss_mb"), get(method, size, "peak_rss_mb")
             i1, i10 = get(method, "1x", "rss_imports_mb"), get(method, size, "rss_imports_mb")
@@ -272,10 +286,14 @@ def ratios(rows: list[dict]) -> dict:
 
 
 def ratio_lines(rat: dict, methods: list[str]) -> str:
-    lines = [f"throughput ratio MAX-FM / Chronos-style (points/s; target >= {TARGET_SPEEDUP:g}x with validation on):"]
-    for size, v in rat["throughput"].items():
-        verdict = "" if v is None else ("  (target met)" if v >= TARGET_SPEEDUP else "  (target NOT met)")
-        lines.append(f"  {size:<12} {_x(v)}{verdict}")
+    lines = []
+    for key, what in (("throughput", "one process"), ("throughput_parallel", f"--num-proc {NUM_PROC}")):
+        if not any(v is not None for v in rat[key].values()):
+            continue
+        lines.append(f"throughput ratio MAX-FM ({what}) / Chronos-style (points/s; target >= {TARGET_SPEEDUP:g}x with validation on):")
+        for size, v in rat[key].items():
+            verdict = "" if v is None else ("  (target met)" if v >= TARGET_SPEEDUP else "  (target NOT met)")
+            lines.append(f"  {size:<12} {_x(v)}{verdict}")
     lines.append(f"memory ratio RSS(10x) / RSS(1x) (flat = peak ratio <= {FLAT_RSS:g}):")
     for key, v in rat["rss"].items():
         method, size = key.split(" ", 1)
@@ -355,16 +373,16 @@ def main(argv: list[str] | None = None) -> int:
                     res = run_child(method, inputs[size], work / "out" / f"{method}-{size.replace(' ', '_')}-{rep}")
                     runs.setdefault((method, size), []).append(res)
                     msg = res["error"] if "error" in res else f"{res['seconds']:.2f} s, peak RSS {res['peak_rss_mb']:.0f} MB"
-                    print(f"[bench_prep] run {rep + 1}/{a.repeat} {method:<8} {size:<11} {msg}", flush=True)
+                    print(f"[bench_prep] run {rep + 1}/{a.repeat} {method:<9} {size:<11} {msg}", flush=True)
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
     rows, failed = [], []
-    for method in (*methods, *(["baseline"] if "baseline" not in methods and a.only != "maxfm" else [])):
+    for method in (*methods, *(["baseline"] if "baseline" not in methods and a.only not in MAXFM else [])):
         for size in SIZES:
             pts, mb = info[size]["points"], info[size]["bytes"] / 1e6
             row = {"method": method, "label": LABELS[method], "input": size, "points": pts, "mb": mb,
-                   "validation": method == "maxfm", "seconds": None, "mpoints_s": None, "mb_s": None,
+                   "validation": method in MAXFM, "num_proc": NUM_PROC if method == "maxfm_par" else 1, "seconds": None, "mpoints_s": None, "mb_s": None,
                    "rss_imports_mb": None, "peak_rss_mb": None, "repeats": a.repeat}
             ok = [r for r in runs.get((method, size), []) if "error" not in r]
             errs = [r["error"] for r in runs.get((method, size), []) if "error" in r]
@@ -376,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(seconds=best["seconds"], mpoints_s=pts / best["seconds"] / 1e6, mb_s=mb / best["seconds"],
                            rss_imports_mb=max(r["rss_imports_mb"] for r in ok), peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
                            vm_hwm_mb=max((r["vm_hwm_mb"] for r in ok if r["vm_hwm_mb"] is not None), default=None),
-                           out_bytes=best["out_bytes"])
+                           out_bytes=best["out_bytes"],
+                           worker_peak_rss_mb=max((r.get("worker_peak_rss_mb") or 0 for r in ok), default=0) or None)
             rows.append(row)
     rat = ratios(rows)
     print()

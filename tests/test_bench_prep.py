@@ -38,6 +38,10 @@ def test_quick_maxfm_rows(quick):
     for r in rows:
         assert r["points"] > 0 and r["mb"] > 0 and r["validation"] is True
         assert r["mpoints_s"] > 0 and r["mb_s"] > 0 and r["peak_rss_mb"] >= r["rss_imports_mb"] > 0
+    par = _rows(result, "maxfm_par")
+    assert {r["input"] for r in par} == {"1x", "10x plants", "10x history"}
+    assert all(r["num_proc"] >= 2 and r["validation"] is True and r["mpoints_s"] > 0 for r in par)
+    assert all(r["worker_peak_rss_mb"] > 0 for r in par)  # the plants were prepared in worker processes
     assert "ratio" in stdout
 
 
