@@ -252,7 +252,9 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             continue
         base = Path(spec.root) if spec.root else Path(m.source).parent
-        for rec in records:
+        records.reverse()
+        while records:  # each file's raw records are dropped as soon as it is validated
+            rec = records.pop()
             fid = names("file", os.path.relpath(rec.file, base))
             v = validate(rec, m, wide=spec.format == "wide_csv")
             v.report.file = fid
@@ -262,6 +264,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             reports.append(v.report)
             quarantine.append(v.quarantine.assign(file=fid))
             inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
+            del rec, v
+        pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed blocks: hand them back
     kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
