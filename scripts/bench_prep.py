@@ -41,6 +41,7 @@ from pathlib import Path
 
 from _memory import peak_rss_mb, proc_status_mb  # scripts/_memory.py (the script's folder is on sys.path)
 
+
 def _usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
