@@ -31,7 +31,7 @@ class AlignedAsset:
 
 @dataclass
 class Piece:
-    """The finite values of one tag of one series, from one block."""
+    """The values of one tag of one series in one block (NaN = no valid value): views, not copies."""
 
     channel: int
     ts: np.ndarray  # int64 ns
@@ -39,7 +39,8 @@ class Piece:
 
 
 def series_pieces(blocks: list[Block], tags: list[TagSpec]) -> dict[str, list[Piece]]:
-    """Per series (sorted by name): every tag's finite values from every block that holds the tag."""
+    """Per series (sorted by name): every tag's values from every block that holds the tag and has at
+    least one finite value of it."""
     chan = {t.name: c for c, t in enumerate(tags)}
     out: dict[str, list[Piece]] = {}
     for b in blocks:
@@ -51,9 +52,8 @@ def series_pieces(blocks: list[Block], tags: list[TagSpec]) -> dict[str, list[Pi
             ts = b.ts if sel is None else b.ts[sel]
             for c, j in cols:
                 v = b.values[j] if sel is None else b.values[j, sel]
-                fin = np.isfinite(v)
-                if fin.any():
-                    out.setdefault(sname, []).append(Piece(c, ts[fin], v[fin]))
+                if np.isfinite(v).any():
+                    out.setdefault(sname, []).append(Piece(c, ts, v))
     return dict(sorted(out.items()))
 
 
@@ -64,24 +64,34 @@ def align_asset(blocks: list[Block], m: PlantManifest, asset: str, tags: list[Ta
     return [_align_series(p, tags, m.assets[asset], asset, s) for s, p in series_pieces(blocks, tags).items()]
 
 
+_NO_TIME = np.iinfo(np.int64).max
+
+
 def _align_series(pieces: list[Piece], tags: list[TagSpec], iv: float, asset: str, series: str) -> AlignedAsset:
     iv_ns = int(round(iv * 1e9))  # nanoseconds: sub-second grids (100 ms) stay exact
-    t0 = (min(int(p.ts.min()) for p in pieces) // iv_ns) * iv_ns  # grid anchored at multiples of the interval
-    length = int(max((int(p.ts.max()) - t0) // iv_ns for p in pieces)) + 1
+    fins = [np.isfinite(p.values) for p in pieces]
+    first = min(int(np.min(p.ts, where=f, initial=_NO_TIME)) for p, f in zip(pieces, fins, strict=True))
+    last = max(int(np.max(p.ts, where=f, initial=-_NO_TIME)) for p, f in zip(pieces, fins, strict=True))
+    t0 = (first // iv_ns) * iv_ns  # the grid is anchored at multiples of the interval since the epoch
+    length = (last - t0) // iv_ns + 1
     values = np.full((len(tags), length), np.nan)
+    idx_of: dict[int, np.ndarray] = {}  # grid index per block row, shared by a block's tags
     for c, t in enumerate(tags):
-        mine = [p for p in pieces if p.channel == c]
-        if not mine:
-            continue
-        idx = np.concatenate([(p.ts - t0) // iv_ns for p in mine])
-        v = np.concatenate([p.values for p in mine])
-        s = np.bincount(idx, weights=v, minlength=length)
-        k = np.bincount(idx, minlength=length)
-        row = np.where(k > 0, s / np.maximum(k, 1), np.nan)
+        s = np.zeros(length)
+        k = np.zeros(length)
+        for p, f in zip(pieces, fins, strict=True):
+            if p.channel != c:
+                continue
+            idx = idx_of.get(id(p.ts))
+            if idx is None:
+                idx = idx_of[id(p.ts)] = np.clip((p.ts - t0) // iv_ns, 0, length - 1)  # rows with no value: any bin
+            s += np.bincount(idx, weights=np.where(f, p.values, 0.0), minlength=length)
+            k += np.bincount(idx, weights=f, minlength=length)
+        row = values[c]
+        np.divide(s, k, out=row, where=k > 0)
         hold = int(np.ceil(t.interval_s / iv)) - 1
         if hold > 0:
-            row = pd.Series(row).ffill(limit=hold).to_numpy()
-        values[c] = row
+            values[c] = pd.Series(row).ffill(limit=hold).to_numpy()
     observed = ~np.isnan(values)
     start = pd.Timestamp(int(t0), unit="ns", tz="UTC")
     return AlignedAsset(asset, series, start, float(iv), [t.name for t in tags], values, observed)

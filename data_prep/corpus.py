@@ -256,7 +256,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         while records:  # each file's raw records are dropped as soon as it is validated
             rec = records.pop()
             fid = names("file", os.path.relpath(rec.file, base))
-            v = validate(rec, m, wide=spec.format == "wide_csv")
+            v = validate(rec, m, consume=True)
             v.report.file = fid
             for b in v.blocks:
                 b.file_idx = len(inputs)
@@ -265,7 +265,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             quarantine.append(v.quarantine.assign(file=fid))
             inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
             del rec, v
-        pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed blocks: hand them back
+        pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed blocks (Parquet reads): hand them back
     kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
@@ -287,7 +287,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
             a, b = bounds["heldout" if held_out else "train"]
             loc, scale = tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
-            z = tok.encode(np.nan_to_num(al.values), al.observed, loc, scale)
+            z = tok.encode(al.values, al.observed, loc, scale)  # unobserved (NaN) positions become 0
+            al.values = None  # the float64 grid is no longer needed; z and the mask are
             sid = f"{pid}/{names('asset', asset)}" + (f"/{names('series', al.series)}" if al.series else "")
             for split, (s, e) in bounds.items():
                 if e <= s:

@@ -217,6 +217,39 @@ class _ArrowWide:
     """Every other column: (values, non_numeric)."""
 
 
+def _arrow_blocks(ctx: _Ctx, names, auto, pos, text_cols, num_cols, as_text):
+    """One pass over the file: (rows, text columns, per-column list of (values, non_numeric) blocks)."""
+    spec = ctx.spec
+    types = {auto[pos[c]]: pa.string() for c in text_cols}
+    types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
+    reader = pacsv.open_csv(
+        str(ctx.path),  # straight from the file: no copy of its bytes in Python
+        read_options=pacsv.ReadOptions(column_names=auto, skip_rows=1 if spec.header else 0, block_size=1 << 20),
+        parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[auto[pos[c]] for c in (*text_cols, *num_cols)], include_missing_columns=False,
+            column_types=types, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
+            decimal_point=spec.decimal if len(spec.decimal) == 1 else ".",
+        ),
+    )
+    text: dict[str, list] = {c: [] for c in text_cols}
+    parts: dict[str, list] = {c: [] for c in num_cols}
+    n = 0
+    for batch in reader:
+        n += batch.num_rows
+        for c, acc in text.items():
+            acc.append(batch.column(auto[pos[c]]))
+        for c, acc in parts.items():
+            col = batch.column(auto[pos[c]])
+            if c in as_text:
+                col = pa.chunked_array([col])
+                acc.append(_arrow_numeric(col, spec.decimal) or _numeric(_arrow_strings(col), spec.decimal))
+            else:  # Arrow parsed the floats (empty -> null -> NaN); a NaN that was a cell is the text "nan"
+                v = np.array(col.to_numpy(zero_copy_only=False), dtype=float)
+                acc.append((v, np.isnan(v) & col.is_valid().to_numpy(zero_copy_only=False)))
+    return n, text, parts
+
+
 def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _ArrowWide | None:
     """Read a wide CSV with Arrow's parser one block at a time: only the current block's text is held, the
     tag columns become float arrays as they come (memory ~ 9 bytes per cell, not the file's text). Columns
@@ -227,7 +260,6 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         return None
     if spec.encoding.lower().replace("_", "-") not in ("auto", "utf-8", "utf8", "utf-8-sig"):
         return None
-    parse = pacsv.ParseOptions(delimiter=spec.delimiter)
     try:
         if spec.header:
             with open(ctx.path, "rb") as fh:
@@ -236,36 +268,35 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
                 line = line[len(_UTF8_BOM):]
             line = line.decode("utf-8").rstrip("\r\n")
             names = [c.strip() for c in next(csv.reader([line], delimiter=spec.delimiter))]
-            skip = 1
         else:
             names = list(spec.columns or ())
-            skip = 0
         if len(set(names)) != len(names):
             return None  # pandas renames duplicates ("a", "a.1"): leave that to it
         auto = [f"c{i}" for i in range(len(names))]
-        reader = pacsv.open_csv(
-            str(ctx.path),  # straight from the file: no copy of its bytes in Python
-            read_options=pacsv.ReadOptions(column_names=auto, skip_rows=skip, block_size=4 << 20),
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, strings_can_be_null=True,
-                                                 null_values=[""], quoted_strings_can_be_null=True),
-        )
         columns = [name for name in names if not _is_unnamed(name)]
         pos = {name: i for i, name in enumerate(names) if not _is_unnamed(name)}
-        text: dict[str, list] = {c: [] for c in columns if c in keep_text}
-        parts: dict[str, list] = {c: [] for c in columns if c in wanted and c not in keep_text}
-        n = 0
-        for batch in reader:
-            if batch.num_columns != len(names):
-                return None
-            n += batch.num_rows
-            for c, acc in text.items():
-                acc.append(batch.column(pos[c]))
-            for c, acc in parts.items():
-                col = pa.chunked_array([batch.column(pos[c])])
-                acc.append(_arrow_numeric(col, spec.decimal) or _numeric(_arrow_strings(col), spec.decimal))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, StopIteration):
-        return None  # ragged rows, bad UTF-8, ...: the pandas path reads it or reports what is wrong
+        text_cols = [c for c in columns if c in keep_text]
+        num_cols = [c for c in columns if c in wanted and c not in keep_text]
+    except (UnicodeDecodeError, StopIteration):
+        return None
+    # numeric columns with cells Arrow's float parser refuses are read as text (then cast cell by cell)
+    as_text: set[str] = set() if len(spec.decimal) == 1 else set(num_cols)
+    for _attempt in range(3):
+        try:
+            got = _arrow_blocks(ctx, names, auto, pos, text_cols, num_cols, as_text)
+        except pa.ArrowInvalid as e:
+            bad = re.search(r"In CSV column #(\d+): CSV conversion error to double", str(e))
+            col = names[int(bad.group(1))] if bad else None
+            if col is None or col not in num_cols or col in as_text:
+                return None  # ragged rows, bad UTF-8, ...: the pandas path reads it or reports what is wrong
+            as_text |= {col} if not as_text else set(num_cols)  # one text column; a second one: all as text
+            continue
+        except (pa.ArrowTypeError, UnicodeDecodeError):
+            return None
+        n, text, parts = got
+        break
+    else:
+        return None
     if n == 0:
         return None
     numeric = {}
@@ -273,6 +304,7 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         acc = parts.pop(c)
         numeric[c] = (np.concatenate([v for v, _ in acc]), np.concatenate([b for _, b in acc]))
         del acc
+    pa.default_memory_pool().release_unused()  # the parsed blocks are gone: give their memory back now
     return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=pa.string()) for c, acc in text.items()}, numeric)
 
 

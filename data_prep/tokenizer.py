@@ -68,10 +68,15 @@ class TokenizerSpec:
         return loc, scale
 
     def encode(self, x: np.ndarray, observed: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """Scale and clip (channels, time); unobserved positions become 0."""
-        z = (x - loc[:, None]) / scale[:, None]
-        z = np.clip(z, -self.clip, self.clip)
-        return np.where(observed, z, 0.0).astype(self.dtype)
+        """Scale and clip (channels, time); unobserved positions become 0. One channel at a time, so the
+        float64 temporaries are one channel long."""
+        out = np.empty(x.shape, dtype=self.dtype)
+        for i in range(x.shape[0]):
+            z = (x[i] - loc[i]) / scale[i]
+            np.clip(z, -self.clip, self.clip, out=z)
+            z[~observed[i]] = 0.0
+            out[i] = z
+        return out
 
     @staticmethod
     def decode(z: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -113,64 +113,89 @@ def _stuck_runs(t_s: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
     if len(v) < 2:
         return np.zeros(len(v), dtype=bool)
     starts = np.concatenate([[0], np.flatnonzero(v[1:] != v[:-1]) + 1])
-    dur = np.maximum.reduceat(t_s, starts) - np.minimum.reduceat(t_s, starts)
-    return np.repeat(dur >= after, np.diff(np.append(starts, len(v))))
+    ends = np.append(starts[1:], len(v))
+    dur = t_s[ends - 1] - t_s[starts]  # sorted by time: a run's first and last times are its ends
+    return np.repeat(dur >= after, ends - starts)
 
 
-def _validate_wide(rec: Records, w: WideTable, m: PlantManifest) -> Validated:
-    """The same rules as the long path, on (rows) and (tags, rows) arrays."""
+def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) -> Validated:
+    """The same rules as the long path, on (rows) and (tags, rows) arrays, one tag row at a time (so the
+    temporaries are one row long). ``consume``: mask the table's values in place instead of copying them."""
     n = rec.n_rows
-    t = w.ts.astype("int64")
+    t = w.ts.view("int64")
     reason = np.zeros(n, dtype=np.int8)  # 0: none, then index into ROW_REASONS
     reason[np.isnat(w.ts)] = 1
-    idx = np.flatnonzero(reason == 0)
-    if len(idx) > 1:  # duplicates of (series, timestamp): the first row stays
+    single = len(w.series_names) == 1
+    live_t = t if not reason.any() else t[reason == 0]
+    in_order = single and bool((np.diff(live_t) > 0).all())  # the usual export: no sort needed
+    del live_t
+    if n > 1 and not in_order:  # duplicates of (series, timestamp): the first row stays
+        idx = np.flatnonzero(reason == 0)
         order = idx[np.lexsort((t[idx], w.series_codes[idx]))]  # stable: earlier rows first among equals
         same = (t[order][1:] == t[order][:-1]) & (w.series_codes[order][1:] == w.series_codes[order][:-1])
         reason[order[1:][same]] = 2
-    rows = np.flatnonzero(reason == 0)
-    tl, cl = t[rows], w.series_codes[rows]
-    single = len(w.series_names) == 1
-    groups = [np.arange(len(rows))] if single else [np.flatnonzero(cl == c) for c in range(len(w.series_names))]
-    reordered = np.zeros(len(rows), dtype=bool)
-    for g in groups:
-        if len(g) > 1:
+        del idx, order, same
+    # Rows are not compacted: a quarantined row stays in place with no values (NaN), so the block keeps the
+    # file's row numbers and no copy of the value matrix is made.
+    live = reason == 0
+    everything = bool(live.all())
+    rows = np.arange(n, dtype=np.int64)
+    tl, cl = t, w.series_codes
+    groups = [None] if single else [np.flatnonzero(cl == c) for c in range(len(w.series_names))]
+    reordered = np.zeros(n, dtype=bool)
+    if not in_order:
+        for g in groups:
+            g = np.flatnonzero(live) if g is None else g[live[g]]
             tt = tl[g]
-            reordered[g[1:]] = tt[1:] < np.maximum.accumulate(tt)[:-1]
-    vals = w.values[:, rows]
-    nn = w.non_numeric[:, rows]
+            if len(tt) > 1:
+                reordered[g[1:]] = tt[1:] < np.maximum.accumulate(tt)[:-1]
+    vals = w.values if consume else w.values.copy()
+    nn = w.non_numeric
     lo, hi = _limits(m, w.tags)
-    oob = _outside(vals, lo[:, None], hi[:, None])
-    missing = int((np.isnan(vals) & ~nn).sum())
-    vals[oob] = np.nan
-    stuck = np.zeros_like(oob)
     after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
     t_s = tl / 1e9
+    sort_groups = reordered.any()
+    repaired = reordered.copy()
+    cells = {"non_numeric": 0, "out_of_limits": 0, "stuck": 0}
+    missing = 0
     for j, name in enumerate(w.tags):
+        v = vals[j]
+        bad_cell = nn[j] if everything else nn[j] & live
+        missing += int((np.isnan(v) & ~nn[j] & live).sum())
+        oob = _outside(v, lo[j], hi[j])
+        if not everything:
+            oob &= live
+            v[~live] = np.nan
+        v[oob] = np.nan
+        cells["non_numeric"] += int(bad_cell.sum())
+        cells["out_of_limits"] += int(oob.sum())
+        repaired |= bad_cell | oob
         after = after_of.get(name)
         if after is None:
             continue
         for g in groups:
-            g = g if not reordered.any() else g[np.argsort(tl[g], kind="stable")]
-            v = vals[j, g]
-            fin = np.isfinite(v)
+            g = np.arange(len(v)) if g is None else g
+            if sort_groups:
+                g = g[np.argsort(tl[g], kind="stable")]
+            gv = v[g]
+            fin = np.isfinite(gv)
             pos = g[fin]
-            stuck[j, pos[_stuck_runs(t_s[pos], v[fin], after)]] = True
-    vals[stuck] = np.nan
-    repaired = (nn | oob | stuck).any(axis=0) | reordered
+            stuck = pos[_stuck_runs(t_s[pos], gv[fin], after)]
+            v[stuck] = np.nan
+            repaired[stuck] = True
+            cells["stuck"] += len(stuck)
     quarantined = np.flatnonzero(reason != 0)
     report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
     report.quarantined = int(len(quarantined))
     report.repaired = int(repaired.sum())
     report.kept = n - report.quarantined - report.repaired
     report.quarantine_reasons = dict(sorted(Counter(ROW_REASONS[r] for r in reason[quarantined]).items()))
-    cells = {"non_numeric": int(nn.sum()), "out_of_limits": int(oob.sum()), "stuck": int(stuck.sum())}
     report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
     report.missing_cells = missing
     report.reordered_rows = int(reordered.sum())
     report.check()
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(ROW_REASONS, dtype=object)[reason[quarantined]]})
-    block = Block(list(w.tags), tl, rows.astype(np.int64), cl, list(w.series_names), vals)
+    block = Block(list(w.tags), tl, rows, cl, list(w.series_names), vals)
     return Validated([block], report, q)
 
 
@@ -250,9 +275,10 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
     return Validated(blocks, report, q)
 
 
-def validate(rec: Records, m: PlantManifest, wide: bool | None = None) -> Validated:
+def validate(rec: Records, m: PlantManifest, wide: bool | None = None, consume: bool = False) -> Validated:
     """Apply every rule to one file's records. ``wide`` is accepted for older callers; the records know
-    their layout."""
+    their layout. ``consume=True`` lets validation mask the records' arrays in place (the build drops the
+    records right after; saves a copy of the file's values)."""
     if rec.wide is not None:
-        return _validate_wide(rec, rec.wide, m)
+        return _validate_wide(rec, rec.wide, m, consume)
     return _validate_long(rec, rec.table, m)
