@@ -653,9 +653,12 @@ def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]
         bad_q = bad_u[np.where(q_codes < 0, len(q_uniques), q_codes)]
         v = np.where(bad_q, np.nan, v)
         non_numeric = non_numeric & ~bad_q
+        del q
     used = {spec.timestamp_column, spec.tag_column, spec.value_column, spec.quality_column, spec.series_column}
     unmapped = [c for c in df.columns if c not in used and not _is_unnamed(c)]
     table = LongTable(ts, tag_codes, tag_names, s_codes, s_names, np.asarray(v, dtype=float), non_numeric, bad_q)
+    del df, ts_raw, vcol
+    pa.default_memory_pool().release_unused()  # the Parquet/Arrow buffers behind the frame are gone
     return Records(str(path), n, table, unmapped)
 
 

@@ -205,60 +205,76 @@ ROW_REASONS = ("", "bad_timestamp", "duplicate_timestamp")
 LONG_REASONS = ("", "bad_timestamp", "unknown_tag", "duplicate_record")
 
 
-def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
+def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) -> Validated:
     """The rules on a long file: one record per input row, grouped by (series, tag) where order matters.
-    Arrays stay indexed by input row; a group whose times strictly increase (the usual export) needs no
-    sorting at all."""
-    n, n_tags = rec.n_rows, len(L.tag_names)
-    t = L.ts.astype("int64")
+
+    The placeable records (a timestamp, a known tag) are put in one stable tag-major order (tag, then
+    series, then input row), so every (series, tag) group and every tag's block is a contiguous slice: no
+    per-group index arrays, and the blocks are views. A group whose times strictly increase (the usual
+    export) needs no sorting. ``consume``: the records' arrays are released as their reordered copies are
+    made (peak memory ~ one extra array instead of a second table)."""
+    n, n_tags, n_series = rec.n_rows, len(L.tag_names), len(L.series_names)
     reason = np.zeros(n, dtype=np.int8)
     reason[np.isnat(L.ts)] = 1
     known_names = {tg.name for tg in m.tags}
     known = np.array([name in known_names for name in L.tag_names], dtype=bool)
     reason[(reason == 0) & ~known[L.tag_codes]] = 2
-    idx = np.flatnonzero(reason == 0)
-    key = L.series_codes[idx].astype(np.int64) * n_tags + L.tag_codes[idx]
-    order = np.argsort(key, kind="stable")
-    groups = np.split(idx[order], np.flatnonzero(np.diff(key[order])) + 1) if len(idx) else []
-    vals = L.values.copy()
-    nn, bq = L.non_numeric, L.bad_quality
+    placeable = np.flatnonzero(reason == 0)
+    key = L.tag_codes[placeable].astype(np.int64) * n_series + L.series_codes[placeable]
+    perm = placeable[np.argsort(key, kind="stable")]  # input rows in (tag, series, row) order
+    counts = np.bincount(key, minlength=n_tags * n_series)
+    del placeable, key
+    tp = L.ts.view("int64")[perm]
+    vp = L.values[perm]
+    nnp, bqp = L.non_numeric[perm], L.bad_quality[perm]
+    sp = L.series_codes[perm]
+    if consume:  # the reordered copies replace the originals
+        L.values = L.non_numeric = L.bad_quality = None
     lo, hi = _limits(m, L.tag_names)
     after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
-    reordered = np.zeros(n, dtype=bool)
-    stuck = np.zeros(n, dtype=bool)
-    kept_groups = []
-    for g in groups:  # g: input rows of one (series, tag), in row order
-        tt = t[g]
+    dup = np.zeros(len(perm), dtype=bool)
+    reordered = np.zeros(len(perm), dtype=bool)
+    stuck = np.zeros(len(perm), dtype=bool)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for gi in np.flatnonzero(counts):  # one (tag, series) group at a time, rows in input order
+        a0, a1 = int(bounds[gi]), int(bounds[gi + 1])
+        tt = tp[a0:a1]
         if not (np.diff(tt) > 0).all():
             o = np.argsort(tt, kind="stable")
-            dup = o[1:][tt[o][1:] == tt[o][:-1]]  # a repeated (series, timestamp, tag): the first record stays
-            if len(dup):
-                reason[g[dup]] = 3
-                g = np.delete(g, dup)
-                tt = t[g]
-            reordered[g[1:]] = tt[1:] < np.maximum.accumulate(tt)[:-1]
-        kept_groups.append(g)
-    live = reason == 0
-    tag_of = L.tag_codes
-    oob = live & _outside(vals, lo[tag_of], hi[tag_of])
-    missing = int((live & np.isnan(vals) & ~nn & ~bq).sum())
-    vals[oob] = np.nan
-    for g in kept_groups:
-        after = after_of.get(L.tag_names[tag_of[g[0]]]) if len(g) else None
+            d = o[1:][tt[o][1:] == tt[o][:-1]]  # a repeated (series, timestamp, tag): the first record stays
+            dup[a0 + d] = True
+            keep = np.flatnonzero(~dup[a0:a1])
+            tk = tt[keep]
+            reordered[a0 + keep[1:]] = tk[1:] < np.maximum.accumulate(tk)[:-1]
+    live = ~dup
+    tag_bounds = bounds[::n_series]
+    oob = np.zeros(len(perm), dtype=bool)
+    for j in range(n_tags):  # limits tag by tag: temporaries one tag long
+        a0, a1 = int(tag_bounds[j]), int(tag_bounds[j + 1])
+        oob[a0:a1] = _outside(vp[a0:a1], lo[j], hi[j])
+    oob &= live
+    missing = int((live & np.isnan(vp) & ~nnp & ~bqp).sum())
+    vp[oob | dup] = np.nan
+    for gi in np.flatnonzero(counts):
+        after = after_of.get(L.tag_names[gi // n_series])
         if after is None:
             continue
-        gs = g[np.argsort(t[g], kind="stable")] if reordered[g].any() else g
-        v = vals[gs]
+        a0, a1 = int(bounds[gi]), int(bounds[gi + 1])
+        g = np.arange(a0, a1)
+        if reordered[a0:a1].any():
+            g = g[np.argsort(tp[a0:a1], kind="stable")]
+        v = vp[g]
         fin = np.isfinite(v)
-        pos = gs[fin]
-        stuck[pos[_stuck_runs(t[pos] / 1e9, v[fin], after)]] = True
-    vals[stuck] = np.nan
-    nn_l, bq_l = nn & live, bq & live
-    repaired = nn_l | oob | bq_l | stuck | reordered
-    quarantined = np.flatnonzero(~live)
+        pos = g[fin]
+        stuck[pos[_stuck_runs(tp[pos] / 1e9, v[fin], after)]] = True
+    vp[stuck] = np.nan
+    reason[perm[dup]] = 3
+    nn_l, bq_l = nnp & live, bqp & live
+    repaired = int((nn_l | oob | bq_l | stuck | reordered).sum())
+    quarantined = np.flatnonzero(reason != 0)
     report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
     report.quarantined = int(len(quarantined))
-    report.repaired = int(repaired.sum())
+    report.repaired = repaired
     report.kept = n - report.quarantined - report.repaired
     report.quarantine_reasons = dict(sorted(Counter(LONG_REASONS[r] for r in reason[quarantined]).items()))
     cells = {"non_numeric": int(nn_l.sum()), "out_of_limits": int(oob.sum()), "bad_quality": int(bq_l.sum()), "stuck": int(stuck.sum())}
@@ -268,10 +284,10 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest) -> Validated:
     report.check()
     q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(LONG_REASONS, dtype=object)[reason[quarantined]]})
     blocks = []
-    for j, name in enumerate(L.tag_names):  # one block per tag, rows in input order
-        rows = np.sort(np.concatenate([g for g in kept_groups if len(g) and tag_of[g[0]] == j] or [np.array([], dtype=np.int64)]))
-        if len(rows):
-            blocks.append(Block([name], t[rows], rows.astype(np.int64), L.series_codes[rows], list(L.series_names), vals[rows][None, :]))
+    for j, name in enumerate(L.tag_names):  # one block per tag: views of the reordered arrays
+        a0, a1 = int(tag_bounds[j]), int(tag_bounds[j + 1])
+        if a1 > a0:
+            blocks.append(Block([name], tp[a0:a1], perm[a0:a1], sp[a0:a1], list(L.series_names), vp[None, a0:a1]))
     return Validated(blocks, report, q)
 
 
@@ -281,4 +297,4 @@ def validate(rec: Records, m: PlantManifest, wide: bool | None = None, consume: 
     records right after; saves a copy of the file's values)."""
     if rec.wide is not None:
         return _validate_wide(rec, rec.wide, m, consume)
-    return _validate_long(rec, rec.table, m)
+    return _validate_long(rec, rec.table, m, consume)
