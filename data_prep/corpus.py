@@ -22,6 +22,8 @@ forecasts can be made from their first step; those ``prefix_len`` steps are cont
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import hmac
 import json
@@ -364,6 +366,40 @@ def human_report(rep: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------- parts
+def _release_memory() -> None:
+    """Hand memory freed by a finished plant back to the OS before the next one starts: Arrow's pool and,
+    on glibc, the C heap (freed numpy blocks otherwise stay in the process as fragmented free space and
+    add up across plants). Best effort: a no-op where ``malloc_trim`` does not exist."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+class _arrow_on_system_allocator:
+    """Arrow allocations of a part's build go to the C heap instead of Arrow's default pool (mimalloc):
+    same speed here, a lower peak (no per-thread arenas kept around), and what a finished plant frees can
+    be returned by ``malloc_trim``. The previous default pool is restored afterwards."""
+
+    def __enter__(self):
+        self.previous = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+
+    def __exit__(self, *exc):
+        pa.set_memory_pool(self.previous)
+
+
+def _load_libc():
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        lib = ctypes.CDLL(name) if name else None
+        return lib if lib is not None and hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
 def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
     key_check = hmac.new(key, b"max-fm key check", hashlib.sha256).hexdigest() if key else ""
     return _canonical_hash(
@@ -410,7 +446,8 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = parts / f".tmp-{pid}-{os.getpid()}"
     tmp.mkdir(parents=True)
-    res = prep_plant(m, cfg, names)
+    with _arrow_on_system_allocator():
+        res = prep_plant(m, cfg, names)
     for s in SPLITS:
         if res.rows[s]:  # an empty split is simply absent
             write_part_split(rows_to_table(res.rows[s]), tmp / f"{s}.arrow")
@@ -444,6 +481,8 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         "labels": labels,
     }
     (tmp / "part.json").write_text(json.dumps(info, indent=2, sort_keys=True))  # written last: the done marker
+    del res
+    _release_memory()
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -285,7 +285,7 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         try:
             got = _arrow_blocks(ctx, names, auto, pos, text_cols, num_cols, as_text)
         except pa.ArrowInvalid as e:
-            bad = re.search(r"In CSV column #(\d+): CSV conversion error to double", str(e))
+            bad = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to double", str(e))
             col = names[int(bad.group(1))] if bad else None
             if col is None or col not in num_cols or col in as_text:
                 return None  # ragged rows, bad UTF-8, ...: the pandas path reads it or reports what is wrong

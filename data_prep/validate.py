@@ -126,15 +126,20 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
     reason = np.zeros(n, dtype=np.int8)  # 0: none, then index into ROW_REASONS
     reason[np.isnat(w.ts)] = 1
     single = len(w.series_names) == 1
-    live_t = t if not reason.any() else t[reason == 0]
-    in_order = single and bool((np.diff(live_t) > 0).all())  # the usual export: no sort needed
-    del live_t
-    if n > 1 and not in_order:  # duplicates of (series, timestamp): the first row stays
+    live_rows = None if not reason.any() else np.flatnonzero(reason == 0)
+    live_t = t if live_rows is None else t[live_rows]
+    step = np.diff(live_t)
+    in_order = single and bool((step > 0).all())  # the usual export: no sort needed
+    if single and not in_order and (step >= 0).all():  # sorted with repeats: a repeat follows its first row
+        rep = np.flatnonzero(step == 0) + 1
+        reason[rep if live_rows is None else live_rows[rep]] = 2
+    elif n > 1 and not in_order:  # duplicates of (series, timestamp): the first row stays
         idx = np.flatnonzero(reason == 0)
         order = idx[np.lexsort((t[idx], w.series_codes[idx]))]  # stable: earlier rows first among equals
         same = (t[order][1:] == t[order][:-1]) & (w.series_codes[order][1:] == w.series_codes[order][:-1])
         reason[order[1:][same]] = 2
         del idx, order, same
+    del live_t, step, live_rows
     # Rows are not compacted: a quarantined row stays in place with no values (NaN), so the block keeps the
     # file's row numbers and no copy of the value matrix is made.
     live = reason == 0
