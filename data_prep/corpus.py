@@ -375,10 +375,11 @@ def _release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-class _arrow_on_system_allocator:
-    """Arrow allocations of a part's build go to the C heap instead of Arrow's default pool (mimalloc):
-    same speed here, a lower peak (no per-thread arenas kept around), and what a finished plant frees can
-    be returned by ``malloc_trim``. The previous default pool is restored afterwards."""
+class _arrow_prep_pool:
+    """Arrow allocations of a part's build go to the C heap instead of Arrow's default pool (mimalloc).
+    Measured on the benchmark inputs: peak RSS 20-35 MB lower at every size (mimalloc keeps per-thread
+    arenas; jemalloc kept even more), for ~5 ms more per plant; and what a finished plant frees can be
+    handed back with ``malloc_trim``. The previous default pool is restored afterwards."""
 
     def __enter__(self):
         self.previous = pa.default_memory_pool()
@@ -446,7 +447,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = parts / f".tmp-{pid}-{os.getpid()}"
     tmp.mkdir(parents=True)
-    with _arrow_on_system_allocator():
+    with _arrow_prep_pool():
         res = prep_plant(m, cfg, names)
     for s in SPLITS:
         if res.rows[s]:  # an empty split is simply absent
