@@ -401,6 +401,24 @@ def _load_libc():
 _LIBC = _load_libc()
 
 
+_MANIFESTS: dict[tuple, PlantManifest] = {}
+
+
+def _manifest(path: str | Path, data_root: str | Path | None) -> PlantManifest:
+    """``load_manifest`` with a per-process cache keyed by the file's identity (path, size, mtime) and the
+    data root: a build reads each manifest once, not once for selection, once per part and once for the
+    merge. An edited file has a new mtime and is read again."""
+    p = Path(path).resolve()
+    st = p.stat() if p.is_file() else None
+    key = (str(path), str(p), st.st_size if st else None, st.st_mtime_ns if st else None, str(data_root))
+    if st is None or key not in _MANIFESTS:
+        m = load_manifest(path, data_root=data_root)  # a missing file raises its own clear error here
+        if len(_MANIFESTS) > 4096:
+            _MANIFESTS.clear()
+        _MANIFESTS[key] = m
+    return _MANIFESTS[key]
+
+
 def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
     key_check = hmac.new(key, b"max-fm key check", hashlib.sha256).hexdigest() if key else ""
     return _canonical_hash(
@@ -432,7 +450,7 @@ def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:
 def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None, force: bool = False,
                data_root: str | Path | None = None) -> dict:
     """Write (or reuse) the part of one plant; returns its part.json content. Atomic: temp dir + rename."""
-    m = load_manifest(manifest_path, data_root=data_root)
+    m = _manifest(manifest_path, data_root)
     names = Names(cfg.sharing, key)
     pid = names("plant", m.plant_id)
     parts = Path(out) / "parts"
@@ -503,7 +521,7 @@ class Selection:
 
 
 def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig, data_root: str | Path | None = None) -> Selection:
-    manifests = [load_manifest(p, data_root=data_root) for p in manifest_paths]  # all validated up front
+    manifests = [_manifest(p, data_root) for p in manifest_paths]  # all validated up front
     ids = [m.plant_id for m in manifests]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
