@@ -224,17 +224,30 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
     known_names = {tg.name for tg in m.tags}
     known = np.array([name in known_names for name in L.tag_names], dtype=bool)
     reason[(reason == 0) & ~known[L.tag_codes]] = 2
-    placeable = np.flatnonzero(reason == 0)
-    key = L.tag_codes[placeable].astype(np.int64) * n_series + L.series_codes[placeable]
-    perm = placeable[np.argsort(key, kind="stable")]  # input rows in (tag, series, row) order
-    counts = np.bincount(key, minlength=n_tags * n_series)
-    del placeable, key
+    ok = reason == 0
+    if n_series == 1:  # one series: each tag's rows in input order, no sort
+        per_tag = [np.flatnonzero(ok & (L.tag_codes == j)) for j in range(n_tags)]
+        counts = np.array([len(r) for r in per_tag], dtype=np.int64)
+        perm = np.concatenate(per_tag) if per_tag else np.zeros(0, dtype=np.int64)
+        del per_tag
+    else:
+        placeable = np.flatnonzero(ok)
+        key = L.tag_codes[placeable].astype(np.int64) * n_series + L.series_codes[placeable]
+        perm = placeable[np.argsort(key, kind="stable")]  # input rows in (tag, series, row) order
+        counts = np.bincount(key, minlength=n_tags * n_series)
+        del placeable, key
+    del ok
+    # the reordered copies replace the originals one by one when the records are consumed
     tp = L.ts.view("int64")[perm]
-    vp = L.values[perm]
-    nnp, bqp = L.non_numeric[perm], L.bad_quality[perm]
     sp = L.series_codes[perm]
-    if consume:  # the reordered copies replace the originals
-        L.values = L.non_numeric = L.bad_quality = None
+    if consume:
+        L.ts = L.series_codes = None
+    vp = L.values[perm]
+    if consume:
+        L.values = None
+    nnp, bqp = L.non_numeric[perm], L.bad_quality[perm]
+    if consume:
+        L.non_numeric = L.bad_quality = None
     lo, hi = _limits(m, L.tag_names)
     after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
     dup = np.zeros(len(perm), dtype=bool)
