@@ -211,7 +211,9 @@ def _support(blocks: list[Block], tag_names: set[str], series: str) -> list[tupl
         js = [j for j, name in enumerate(b.tags) if name in tag_names]
         if not js or series not in b.series_names:
             continue
-        ok = np.isfinite(b.values[js]).any(axis=0)
+        ok = np.isfinite(b.values[js[0]])
+        for j in js[1:]:  # row by row: no copy of the value matrix
+            ok |= np.isfinite(b.values[j])
         if len(b.series_names) > 1:
             ok &= b.series_codes == b.series_names.index(series)
         if ok.any():
@@ -250,6 +252,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     for spec in m.files:
         try:
             records = read_file(m, spec)
+            _release_memory()  # the parser's buffers are gone: return them before validation allocates
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             continue
@@ -267,7 +270,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             quarantine.append(v.quarantine.assign(file=fid))
             inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
             del rec, v
-        pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed blocks (Parquet reads): hand them back
+        _release_memory()  # the raw records are gone: hand their memory back before alignment
     kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
