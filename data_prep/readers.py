@@ -197,10 +197,12 @@ def _read_csv(ctx: _Ctx) -> pd.DataFrame:
 
 
 ARROW_FAST_PATH = True
-"""Read wide CSV with pyarrow's C++ parser and convert columns with Arrow compute kernels when the file
-allows it; anything the fast path cannot reproduce exactly (other encodings, whitespace or multi-character
-delimiters, duplicate header names, ragged rows, cells that need trimming or other decimal rules, times
-Arrow cannot parse) falls back to the pandas path for that file or column. Tests run both paths."""
+"""Read wide CSV with pyarrow's C++ parser (block by block; numbers parsed as floats while reading) and
+convert times with Arrow kernels when the file allows it. What the fast path cannot reproduce exactly
+falls back to the pandas rules: the whole file for other encodings, whitespace or multi-character
+delimiters, duplicate header names and ragged rows; a column whose cells are not all plain numbers is read
+as text and only its other cells go through pandas; a time column Arrow cannot parse whole goes through
+pandas. ``tests/data_prep/test_fast_paths.py`` reads every tricky file both ways and compares."""
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -217,8 +219,10 @@ class _ArrowWide:
     """Every other column: (values, non_numeric)."""
 
 
-def _arrow_blocks(ctx: _Ctx, names, auto, pos, text_cols, num_cols, as_text):
-    """One pass over the file: (rows, text columns, per-column list of (values, non_numeric) blocks)."""
+def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, int], text_cols: list[str],
+                  num_cols: list[str], as_text: set[str]) -> tuple[int, dict[str, list], dict[str, list]]:
+    """One pass over the file: (rows, text columns' blocks, per numeric column a list of (values,
+    non_numeric) blocks). Raises ArrowInvalid when a column typed as float meets a cell it cannot parse."""
     spec = ctx.spec
     types = {auto[pos[c]]: pa.string() for c in text_cols}
     types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
