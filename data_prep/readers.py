@@ -22,6 +22,7 @@ What plants really export, and how a manifest ``files`` entry says so (see :clas
 from __future__ import annotations
 
 import csv
+import datetime
 import glob
 import io
 import re
@@ -220,11 +221,13 @@ class _ArrowWide:
 
 
 def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, int], text_cols: list[str],
-                  num_cols: list[str], as_text: set[str]) -> tuple[int, dict[str, list], dict[str, list]]:
+                  num_cols: list[str], as_text: set[str], time_type: pa.DataType) -> tuple[int, dict[str, list], dict[str, list]]:
     """One pass over the file: (rows, text columns' blocks, per numeric column a list of (values,
-    non_numeric) blocks). Raises ArrowInvalid when a column typed as float meets a cell it cannot parse."""
+    non_numeric) blocks). The timestamp column is parsed as ``time_type`` while reading (a timestamp with
+    the manifest's format, float epoch numbers, or plain text). Raises ArrowInvalid when a typed column
+    meets a cell it cannot parse."""
     spec = ctx.spec
-    types = {auto[pos[c]]: pa.string() for c in text_cols}
+    types = {auto[pos[c]]: (time_type if c == spec.timestamp_column else pa.string()) for c in text_cols}
     types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
     reader = pacsv.open_csv(
         str(ctx.path),  # straight from the file: no copy of its bytes in Python
@@ -285,17 +288,21 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         return None
     # numeric columns with cells Arrow's float parser refuses are read as text (then cast cell by cell)
     as_text: set[str] = set() if len(spec.decimal) == 1 else set(num_cols)
-    for _attempt in range(3):
+    time_type = _arrow_time_type(spec)
+    for _attempt in range(4):
         try:
-            got = _arrow_blocks(ctx, names, auto, pos, text_cols, num_cols, as_text)
+            got = _arrow_blocks(ctx, names, auto, pos, text_cols, num_cols, as_text, time_type)
         except pa.ArrowInvalid as e:
-            bad = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to double", str(e))
+            bad = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ", str(e))
             col = names[int(bad.group(1))] if bad else None
+            if col is not None and col == spec.timestamp_column and time_type != pa.string():
+                time_type = pa.string()  # times Arrow cannot parse whole: as text, for the rules below
+                continue
             if col is None or col not in num_cols or col in as_text:
                 return None  # ragged rows, bad UTF-8, ...: the pandas path reads it or reports what is wrong
             as_text |= {col} if not as_text else set(num_cols)  # one text column; a second one: all as text
             continue
-        except (pa.ArrowTypeError, UnicodeDecodeError):
+        except (pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
             return None
         n, text, parts = got
         break
@@ -309,13 +316,21 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         numeric[c] = (np.concatenate([v for v, _ in acc]), np.concatenate([b for _, b in acc]))
         del acc
     pa.default_memory_pool().release_unused()  # the parsed blocks are gone: give their memory back now
-    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=pa.string()) for c, acc in text.items()}, numeric)
+    types = {c: (time_type if c == spec.timestamp_column else pa.string()) for c in text}
+    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=types[c]) for c, acc in text.items()}, numeric)
 
 
-def _arrow_present(s: pa.ChunkedArray) -> np.ndarray:
-    """True where a string cell is non-empty after trimming."""
-    t = pc.utf8_trim_whitespace(s)
-    return pc.fill_null(pc.greater(pc.utf8_length(t), 0), False).to_numpy(zero_copy_only=False)
+def _arrow_time_type(spec: FileSpec) -> pa.DataType:
+    """How Arrow should parse the timestamp column while reading: epoch numbers as floats, text times as
+    naive timestamps (ISO 8601, or the manifest's strptime format; offsets and zone names go to the text
+    path), anything else as text."""
+    if spec.timestamp_column is None:
+        return pa.string()
+    if spec.timestamp_unit is not None:
+        return pa.float64()
+    if spec.timestamp_format is not None:
+        return pa.string()  # strptime needs its check against the text (see _strptime_checked)
+    return pa.timestamp("ns")  # Arrow's ISO 8601 parser rejects dates that do not exist
 
 
 _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
@@ -347,22 +362,57 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.n
     return v, non_numeric
 
 
+def _day_position(fmt: str) -> int | None:
+    """Where a format puts the zero-padded day of month, when every field has a fixed width; else None."""
+    if fmt.count("%d") != 1 or any(d in fmt for d in ("%j", "%-", "%e", "%B", "%A", "%c", "%x", "%U", "%W")):
+        return None
+    probe = datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt)
+    return probe.find("27") if probe.count("27") == 1 else None
+
+
+def _strptime_checked(s: pa.ChunkedArray, fmt: str, present: np.ndarray) -> pa.ChunkedArray | None:
+    """Arrow's strptime, minus its leniency: it turns day 31 of a 30-day month into the 1st of the next
+    one, where pandas (and the calendar) say no such date. The day as written is read at its fixed position
+    and compared with the parsed one. None when a day does not match, the format has no fixed layout or a
+    cell does not fit it: the pandas rules decide then."""
+    t = pc.strptime(s, format=fmt, unit="ns", error_is_null=True)
+    if "%d" not in fmt:
+        return t
+    at = _day_position(fmt)
+    if at is None:
+        return None
+    width = len(datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt))
+    if (pc.fill_null(pc.utf8_length(s), width).to_numpy(zero_copy_only=False)[present] != width).any():
+        return None
+    try:
+        written = pc.cast(pc.utf8_slice_codeunits(s, at, at + 2), pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+    parsed_day = (ns.astype("datetime64[D]") - ns.astype("datetime64[M]")).astype(np.int64) + 1
+    wrong = present & ~np.isnat(ns) & (np.nan_to_num(written, nan=0).astype(np.int64) != parsed_day)
+    return None if wrong.any() else t
+
+
 def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
     """Text timestamps by Arrow (ISO 8601 without offsets, or a strptime format without %z/%Z), localized
-    in the plant's time zone. None when any present cell fails to parse: the pandas path decides then."""
+    in the plant's time zone. None when a present cell fails to parse: the pandas rules decide then (a
+    date that does not exist, such as 31.02., is a cell that fails: see ``_strptime_checked``)."""
     spec = ctx.spec
     if spec.timestamp_unit is not None:
         return None
     fmt = spec.timestamp_format
     s = pc.utf8_trim_whitespace(col)
-    present = _arrow_present(col)
+    present = pc.fill_null(pc.greater(pc.utf8_length(s), 0), False).to_numpy(zero_copy_only=False)
     try:
         if fmt is None:
             t = pc.cast(s, pa.timestamp("ns"))
         elif "%z" in fmt or "%Z" in fmt or "%f" in fmt:
             return None
         else:
-            t = pc.strptime(s, format=fmt, unit="ns", error_is_null=True)
+            t = _strptime_checked(s, fmt, present)
+            if t is None:
+                return None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     ok = pc.is_valid(t).to_numpy(zero_copy_only=False)
@@ -372,6 +422,17 @@ def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
     if ctx.m.timezone == "UTC":
         return ns
     return _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
+
+
+def _typed_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
+    """The timestamp column as Arrow read it -> datetime64[ns] UTC, or None for the pandas rules."""
+    if pa.types.is_timestamp(col.type):  # naive local times, all parsed
+        ns = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ns = np.where(pc.is_valid(col).to_numpy(zero_copy_only=False), ns, np.iinfo(np.int64).min).view("datetime64[ns]")
+        return ns if ctx.m.timezone == "UTC" else _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
+    if pa.types.is_floating(col.type):  # epoch numbers or step counts
+        return _timestamps(ctx, pd.Series(col.to_numpy(zero_copy_only=False), dtype=float), groups)
+    return _arrow_times(ctx, col, groups)
 
 
 def _arrow_strings(col: pa.ChunkedArray) -> pd.Series:
@@ -587,7 +648,7 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     if spec.timestamp_column is None:
         ts = _steps(_origin(spec, m.timezone), np.arange(n, dtype=float), float(spec.row_interval_s))
     else:
-        ts = None if fast is None else _arrow_times(ctx, fast.text[spec.timestamp_column], groups)
+        ts = None if fast is None else _typed_times(ctx, fast.text[spec.timestamp_column], groups)
         if ts is None:
             ts = _timestamps(ctx, text(spec.timestamp_column), groups)
     tag_cols = [c for c in columns if c in known and c not in used]

@@ -25,6 +25,11 @@ CASES = {
         {}, "timestamp,T,P\n2026-01-01T00:00:00,1,2\nnot a time,2,3\n2026-01-01T00:00:01,Bad Input,4\n2026-01-01T00:00:01,5,6\n"
     ),
     "offsets_fall_back_to_pandas": ({}, "timestamp,T,P\n2026-03-29T01:00:00+01:00,1,2\n2026-03-29T03:00:00+02:00,2,3\n"),
+    "zulu_in_berlin": ({"tz": "Europe/Berlin"}, "timestamp,T,P\n2026-01-01T00:00:00Z,1,2\n2026-01-01T00:01:00Z,2,3\n"),
+    "epoch_with_text": ({"timestamp_unit": "ms"}, "timestamp,T,P\n1767225600000,1,2\nnever,3,4\n1767225602000,5,6\n"),
+    "format_with_bad_cell": (
+        {"timestamp_format": "%d.%m.%Y %H:%M"}, "timestamp,T,P\n01.03.2026 00:00,1,2\n31.02.2026 00:00,3,4\n 01.03.2026 00:02 ,5,6\n"
+    ),
     "dst_local_times": (
         {"tz": "Europe/Berlin"},
         "timestamp,T,P\n2026-10-25 01:30,1,1\n2026-10-25 02:30,2,2\n2026-10-25 02:30,3,3\n2026-10-25 03:30,4,4\n",
