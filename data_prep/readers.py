@@ -370,7 +370,7 @@ def _day_position(fmt: str) -> int | None:
     return probe.find("27") if probe.count("27") == 1 else None
 
 
-def _strptime_checked(s: pa.ChunkedArray, fmt: str, present: np.ndarray) -> pa.ChunkedArray | None:
+def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
     """Arrow's strptime, minus its leniency: it turns day 31 of a 30-day month into the 1st of the next
     one, where pandas (and the calendar) say no such date. The day as written is read at its fixed position
     and compared with the parsed one. None when a day does not match, the format has no fixed layout or a
@@ -381,17 +381,21 @@ def _strptime_checked(s: pa.ChunkedArray, fmt: str, present: np.ndarray) -> pa.C
     at = _day_position(fmt)
     if at is None:
         return None
-    width = len(datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt))
-    if (pc.fill_null(pc.utf8_length(s), width).to_numpy(zero_copy_only=False)[present] != width).any():
-        return None
-    try:
-        written = pc.cast(pc.utf8_slice_codeunits(s, at, at + 2), pa.int64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
     ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
     parsed_day = (ns.astype("datetime64[D]") - ns.astype("datetime64[M]")).astype(np.int64) + 1
-    wrong = present & ~np.isnat(ns) & (np.nan_to_num(written, nan=0).astype(np.int64) != parsed_day)
-    return None if wrong.any() else t
+    # a day that overflowed its month comes out as day 1-3 of the next one: only those rows need a look
+    suspects = np.flatnonzero(~np.isnat(ns) & (parsed_day <= 3))
+    if not len(suspects):
+        return t
+    cells = pc.take(s, pa.array(suspects))
+    width = len(datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt))
+    if (pc.fill_null(pc.utf8_length(cells), 0).to_numpy(zero_copy_only=False) != width).any():
+        return None
+    try:
+        written = pc.cast(pc.utf8_slice_codeunits(cells, at, at + 2), pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None if (written != parsed_day[suspects]).any() else t
 
 
 def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
@@ -410,7 +414,7 @@ def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
         elif "%z" in fmt or "%Z" in fmt or "%f" in fmt:
             return None
         else:
-            t = _strptime_checked(s, fmt, present)
+            t = _strptime_checked(s, fmt)
             if t is None:
                 return None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
