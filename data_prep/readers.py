@@ -333,9 +333,6 @@ def _arrow_time_type(spec: FileSpec) -> pa.DataType:
     return pa.timestamp("ns")  # Arrow's ISO 8601 parser rejects dates that do not exist
 
 
-_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-
-
 def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, non_numeric) by Arrow casts. A column with text in it (historian strings, padded cells)
     casts its plain numbers in Arrow and hands only the other cells to the pandas rules. None when even the
@@ -348,7 +345,10 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.n
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     t = pc.utf8_trim_whitespace(s)
-    plain = pc.fill_null(pc.match_substring_regex(t, _PLAIN_NUMBER), False)
+    # plain numbers: digits with an optional sign and one decimal point (cheaper than a regex per cell);
+    # a cell this lets through but Arrow cannot cast ("+-5") sends the block to the pandas rules below
+    digits = pc.replace_substring(pc.utf8_ltrim(t, characters="+-"), ".", "", max_replacements=1)
+    plain = pc.fill_null(pc.ascii_is_decimal(digits), False)
     try:
         v = np.array(pc.cast(pc.if_else(plain, t, pa.scalar(None, pa.string())), pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

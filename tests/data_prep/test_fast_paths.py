@@ -25,6 +25,9 @@ CASES = {
         {}, "timestamp,T,P\n2026-01-01T00:00:00,1,2\nnot a time,2,3\n2026-01-01T00:00:01,Bad Input,4\n2026-01-01T00:00:01,5,6\n"
     ),
     "offsets_fall_back_to_pandas": ({}, "timestamp,T,P\n2026-03-29T01:00:00+01:00,1,2\n2026-03-29T03:00:00+02:00,2,3\n"),
+    "number_forms_beside_text": (
+        {}, "timestamp,T,P\n2026-01-01 00:00,1e1,Bad\n2026-01-01 00:01,+-5,-.5\n2026-01-01 00:02,1.2.3,+7.\n2026-01-01 00:03,Inp OutRange,8\n"
+    ),
     "zulu_in_berlin": ({"tz": "Europe/Berlin"}, "timestamp,T,P\n2026-01-01T00:00:00Z,1,2\n2026-01-01T00:01:00Z,2,3\n"),
     "epoch_with_text": ({"timestamp_unit": "ms"}, "timestamp,T,P\n1767225600000,1,2\nnever,3,4\n1767225602000,5,6\n"),
     "format_with_bad_cell": (
