@@ -431,8 +431,8 @@ def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
 def _typed_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
     """The timestamp column as Arrow read it -> datetime64[ns] UTC, or None for the pandas rules."""
     if pa.types.is_timestamp(col.type):  # naive local times, all parsed
-        ns = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        ns = np.where(pc.is_valid(col).to_numpy(zero_copy_only=False), ns, np.iinfo(np.int64).min).view("datetime64[ns]")
+        ns = pc.fill_null(col.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+        ns = ns.astype(np.int64, copy=False).view("datetime64[ns]")  # an empty cell is NaT
         return ns if ctx.m.timezone == "UTC" else _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
     if pa.types.is_floating(col.type):  # epoch numbers or step counts
         return _timestamps(ctx, pd.Series(col.to_numpy(zero_copy_only=False), dtype=float), groups)

@@ -28,6 +28,8 @@ CASES = {
     "number_forms_beside_text": (
         {}, "timestamp,T,P\n2026-01-01 00:00,1e1,Bad\n2026-01-01 00:01,+-5,-.5\n2026-01-01 00:02,1.2.3,+7.\n2026-01-01 00:03,Inp OutRange,8\n"
     ),
+    "empty_time_cells": ({}, "timestamp,T,P\n2026-01-01 00:00,1,2\n,3,4\n2026-01-01 00:02,5,6\n\"\",7,8\n"),
+    "empty_time_cells_berlin": ({"tz": "Europe/Berlin"}, "timestamp,T,P\n2026-01-01 00:00,1,2\n,3,4\n2026-01-01 00:02,5,6\n"),
     "zulu_in_berlin": ({"tz": "Europe/Berlin"}, "timestamp,T,P\n2026-01-01T00:00:00Z,1,2\n2026-01-01T00:01:00Z,2,3\n"),
     "epoch_with_text": ({"timestamp_unit": "ms"}, "timestamp,T,P\n1767225600000,1,2\nnever,3,4\n1767225602000,5,6\n"),
     "format_with_bad_cell": (
