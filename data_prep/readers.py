@@ -198,8 +198,8 @@ def _read_csv(ctx: _Ctx) -> pd.DataFrame:
 
 
 ARROW_FAST_PATH = True
-"""Read wide CSV with pyarrow's C++ parser (block by block; numbers parsed as floats while reading) and
-convert times with Arrow kernels when the file allows it. What the fast path cannot reproduce exactly
+"""Read wide and long CSV with pyarrow's C++ parser (block by block; numbers parsed as floats while
+reading) and convert times with Arrow kernels when the file allows it. What the fast path cannot reproduce exactly
 falls back to the pandas rules: the whole file for other encodings, whitespace or multi-character
 delimiters, duplicate header names and ragged rows; a column whose cells are not all plain numbers is read
 as text and only its other cells go through pandas; a time column Arrow cannot parse whole goes through
@@ -685,9 +685,68 @@ def _text_codes(col: pd.Series, prefix: str = "") -> tuple[np.ndarray, list[str]
     return merged[codes].astype(np.int32), [str(x) for x in out]
 
 
+def _arrow_codes(col: pa.ChunkedArray, prefix: str = "") -> tuple[np.ndarray, list[str]]:
+    """Codes and names of an Arrow text column, as ``_text_codes`` gives them for the pandas column: names
+    are ``prefix + value.strip()``, an empty cell is ``prefix``. Dictionary-encoded chunk by chunk: only
+    the distinct values pass through Python."""
+    lut: dict[str, int] = {}
+    out = np.empty(len(col), dtype=np.int32)
+    at = 0
+    for chunk in col.chunks:
+        d = pc.dictionary_encode(chunk)
+        local = np.array([lut.setdefault(prefix + ("" if v is None else str(v).strip()), len(lut)) for v in d.dictionary.to_pylist()],
+                         dtype=np.int32)
+        idx = d.indices
+        codes = local[pc.fill_null(idx, 0).to_numpy(zero_copy_only=False)] if len(local) else np.zeros(len(chunk), dtype=np.int32)
+        if idx.null_count:
+            codes[~idx.is_valid().to_numpy(zero_copy_only=False)] = lut.setdefault(prefix, len(lut))
+        out[at : at + len(chunk)] = codes
+        at += len(chunk)
+    return out, list(lut)
+
+
+def _read_long_csv_arrow(ctx: _Ctx) -> Records | None:
+    """A long CSV by Arrow, block by block (the wide reader's machinery): values parsed as floats, text
+    columns as codes. None when the pandas path must read it (see ARROW_FAST_PATH), or when a column is
+    missing (the pandas path names it)."""
+    spec, m = ctx.spec, ctx.m
+    text_cols = {spec.timestamp_column, spec.tag_column, spec.quality_column, spec.series_column} - {None}
+    if spec.value_column in text_cols:
+        return None
+    fast = _arrow_read_wide(ctx, keep_text=text_cols, wanted={spec.value_column})
+    if fast is None or any(c not in fast.columns for c in (*text_cols, spec.value_column)):
+        return None
+    n = fast.n
+    tag_codes, tag_names = _arrow_codes(fast.text[spec.tag_column])
+    if spec.series_column is None:
+        s_codes, s_names = np.zeros(n, dtype=np.int32), [_series_of_file(spec, ctx.path)]
+    else:
+        s_codes, s_names = _arrow_codes(fast.text[spec.series_column], spec.series_prefix)
+    groups = s_codes.astype(np.int64) * len(tag_names) + tag_codes if m.timezone != "UTC" else None
+    ts_col = fast.text[spec.timestamp_column]
+    ts = _typed_times(ctx, ts_col, groups)
+    if ts is None:
+        ts = _timestamps(ctx, _arrow_strings(ts_col), groups)
+    v, non_numeric = fast.numeric.pop(spec.value_column)
+    bad_q = np.zeros(n, dtype=bool)
+    if spec.quality_column is not None:
+        q_codes, q_names = _arrow_codes(fast.text[spec.quality_column])  # an empty cell is "" (as pandas reads it)
+        bad_set = {_norm_quality(b) for b in spec.bad_quality}
+        bad_q = np.array([_norm_quality(q) in bad_set for q in q_names], dtype=bool)[q_codes] if q_names else bad_q
+        v = np.where(bad_q, np.nan, v)
+        non_numeric = non_numeric & ~bad_q
+    used = {spec.timestamp_column, spec.tag_column, spec.value_column, spec.quality_column, spec.series_column}
+    unmapped = [c for c in fast.columns if c not in used]
+    return Records(str(ctx.path), n, LongTable(ts, tag_codes, tag_names, s_codes, s_names, v, non_numeric, bad_q), unmapped)
+
+
 def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]") -> Records:
     """One record per line: (timestamp, tag, value[, quality][, series])."""
     ctx = _Ctx(m, spec, key, path)
+    if spec.format == "long_csv":
+        fast = _read_long_csv_arrow(ctx)
+        if fast is not None:
+            return fast
     if spec.format == "long_parquet":
         try:
             df = pd.read_parquet(path)

@@ -124,11 +124,26 @@ LONG_CASES = {
 }
 
 
+LONG_CASES.update({
+    "semicolon_decimal_comma_berlin": (
+        {"delimiter": ";", "decimal": ",", "tz": "Europe/Berlin"},
+        "timestamp;tag;value\n2026-10-25 01:30;T;1,5\n2026-10-25 01:30;P;2\n2026-10-25 02:30;T;3,25\n2026-10-25 02:30;P;Bad\n"
+        "2026-10-25 02:30;T;4\n2026-10-25 02:30;P;5\n2026-10-25 03:30;T; 6,5 \n2026-10-25 03:30;P;\n",
+    ),
+    "epoch_ms_with_empty_quality": (
+        {"timestamp_unit": "ms", "quality_column": "q", "bad_quality": ["BAD"]},
+        "timestamp,tag,value,q\n1767225600000,T,1,\n1767225600000,P,2,bad \n1767225660000,T,3,GOOD\n,P,4,\n",
+    ),
+})
+
+
 def _long_manifest(tmp_path, case: str):
     extra, text = LONG_CASES[case]
+    extra = dict(extra)
+    tz = extra.pop("tz", "UTC")
     (tmp_path / "raw.csv").write_text(text, encoding="utf-8")
     tags = [{"name": n, "asset": "a", "kind": "temperature", "unit": "degC", "interval_s": 1, "limits": [0, 100], "stuck_after_s": 600} for n in ("T", "P")]
-    man = {"plant_id": "t", "stage": "test", "sharing": "private", "timezone": "UTC",
+    man = {"plant_id": "t", "stage": "test", "sharing": "private", "timezone": tz,
            "files": [{"path": "raw.csv", "format": "long_csv", **extra}], "assets": {"a": 1}, "tags": tags}
     (tmp_path / "plant.yaml").write_text(yaml.safe_dump(man), encoding="utf-8")
     return load_manifest(tmp_path / "plant.yaml")
@@ -173,3 +188,26 @@ def test_sim_plants_equal_reference(tmp_path):
 
     for mp in make_plants(tmp_path, seed=3, days=6):
         _same_as_reference(load_manifest(mp))
+
+
+@pytest.mark.parametrize("case", sorted(LONG_CASES))
+def test_long_csv_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
+    m = _long_manifest(tmp_path, case)
+    calls = []
+    real = readers._read_long_csv_arrow
+
+    def spy(ctx):
+        got = real(ctx)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(readers, "_read_long_csv_arrow", spy)
+    fast_rec, fast_v = _read(m, True, monkeypatch)
+    slow_rec, slow_v = _read(m, False, monkeypatch)
+    assert calls == [True, False]  # Arrow read the file the first time, pandas the second
+    pd.testing.assert_frame_equal(fast_rec.frame, slow_rec.frame)
+    assert fast_rec.n_rows == slow_rec.n_rows and fast_rec.unmapped_columns == slow_rec.unmapped_columns
+    assert asdict(fast_v.report) == asdict(slow_v.report)
+    key = ["series", "tag", "row"]
+    pd.testing.assert_frame_equal(fast_v.records.sort_values(key).reset_index(drop=True), slow_v.records.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(fast_v.quarantine, slow_v.quarantine)
