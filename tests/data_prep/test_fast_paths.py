@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -211,3 +212,42 @@ def test_long_csv_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
     key = ["series", "tag", "row"]
     pd.testing.assert_frame_equal(fast_v.records.sort_values(key).reset_index(drop=True), slow_v.records.sort_values(key).reset_index(drop=True))
     pd.testing.assert_frame_equal(fast_v.quarantine, slow_v.quarantine)
+
+
+# ------------------------------------------------------------------ scaling statistics: one sort against np.percentile
+
+
+def test_sorted_quartiles_equal_numpy_percentile_bit_for_bit():
+    from data_prep.tokenizer import _quartiles_sorted
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        c, n = int(rng.integers(1, 6)), int(rng.integers(1, 60))
+        x = rng.normal(size=(c, n)) * rng.choice([1.0, 1e-9, 1e6])
+        if rng.random() < 0.3:
+            x = np.round(x, 1)  # ties
+        observed = rng.random((c, n)) < rng.random()
+        x = np.where(observed, x, np.nan)
+        got = _quartiles_sorted(x, observed)
+        for i in range(c):
+            if not observed[i].any():
+                assert got[i] is None
+            else:
+                assert np.array_equal(got[i], np.percentile(x[i, observed[i]], [25, 50, 75]))
+
+
+def test_scale_stats_same_on_both_sides_of_the_sort_threshold(monkeypatch):
+    from data_prep import tokenizer
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 300))
+    x[1] = 5.0  # constant: the standard-deviation fallback, then 1.0
+    observed = rng.random(x.shape) < 0.8
+    observed[2] = False
+    x = np.where(observed, x, np.nan)
+    spec = tokenizer.TokenizerSpec()
+    short = spec.scale_stats(x, observed)
+    monkeypatch.setattr(tokenizer, "_SORT_ROWS_BELOW", 0)
+    long = spec.scale_stats(x, observed)
+    assert all(np.array_equal(a, b) for a, b in zip(short, long, strict=True))
+    assert long[1][1] == 1.0 and long[0][2] == 0.0 and long[1][2] == 1.0
