@@ -58,16 +58,21 @@ CASES = {
 }
 
 
-def _manifest(tmp_path, case: str):
-    extra, text = CASES[case]
+def _write_plant(tmp_path, fmt: str, extra: dict, text: str, stuck_after_s: float):
+    """A one-file plant with tags T and P (limits 0..100); ``extra`` holds the file entry's keys and "tz"."""
     extra = dict(extra)
     tz = extra.pop("tz", "UTC")
     (tmp_path / "raw.csv").write_text(text, encoding="utf-8")
-    tags = [{"name": n, "asset": "a", "kind": "temperature", "unit": "degC", "interval_s": 1, "limits": [0, 100], "stuck_after_s": 60} for n in ("T", "P")]
+    tags = [{"name": n, "asset": "a", "kind": "temperature", "unit": "degC", "interval_s": 1, "limits": [0, 100],
+             "stuck_after_s": stuck_after_s} for n in ("T", "P")]
     man = {"plant_id": "t", "stage": "test", "sharing": "private", "timezone": tz,
-           "files": [{"path": "raw.csv", "format": "wide_csv", **extra}], "assets": {"a": 1}, "tags": tags}
+           "files": [{"path": "raw.csv", "format": fmt, **extra}], "assets": {"a": 1}, "tags": tags}
     (tmp_path / "plant.yaml").write_text(yaml.safe_dump(man), encoding="utf-8")
     return load_manifest(tmp_path / "plant.yaml")
+
+
+def _manifest(tmp_path, case: str):
+    return _write_plant(tmp_path, "wide_csv", *CASES[case], stuck_after_s=60)
 
 
 def _read(m, fast: bool, monkeypatch):
@@ -77,28 +82,40 @@ def _read(m, fast: bool, monkeypatch):
     return rec, v
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
-    m = _manifest(tmp_path, case)
+def _both_ways(m, monkeypatch, arrow_reader: str):
+    """Read and validate with the fast path on, then off; also which of the two calls of ``arrow_reader``
+    (a readers function returning None when it hands the file to pandas) read the file."""
     calls = []
-    real = readers._arrow_read_wide
+    real = getattr(readers, arrow_reader)
 
-    def spy(ctx, **kw):
-        got = real(ctx, **kw)
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
         calls.append(got is not None)
         return got
 
-    monkeypatch.setattr(readers, "_arrow_read_wide", spy)
-    fast_rec, fast_v = _read(m, True, monkeypatch)
-    slow_rec, slow_v = _read(m, False, monkeypatch)
-    # Arrow read the file the first time, pandas the second (whitespace: pandas splits it both times, and
-    # only the numbers go through Arrow's kernels the first time)
-    assert calls == ([False, False] if case == "whitespace_delimited" else [True, False])
+    monkeypatch.setattr(readers, arrow_reader, spy)
+    return _read(m, True, monkeypatch), _read(m, False, monkeypatch), calls
+
+
+def _assert_same(fast, slow, sort_records_by: list[str] | None = None) -> None:
+    (fast_rec, fast_v), (slow_rec, slow_v) = fast, slow
     pd.testing.assert_frame_equal(fast_rec.frame, slow_rec.frame)
     assert fast_rec.n_rows == slow_rec.n_rows and fast_rec.unmapped_columns == slow_rec.unmapped_columns
     assert asdict(fast_v.report) == asdict(slow_v.report)
-    pd.testing.assert_frame_equal(fast_v.records, slow_v.records)
+    a, b = fast_v.records, slow_v.records
+    if sort_records_by:
+        a, b = (r.sort_values(sort_records_by).reset_index(drop=True) for r in (a, b))
+    pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(fast_v.quarantine, slow_v.quarantine)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
+    fast, slow, calls = _both_ways(_manifest(tmp_path, case), monkeypatch, "_arrow_read_wide")
+    # Arrow read the file the first time, pandas the second (whitespace: pandas splits it both times, and
+    # only the numbers go through Arrow's kernels the first time)
+    assert calls == ([False, False] if case == "whitespace_delimited" else [True, False])
+    _assert_same(fast, slow)
 
 
 def test_fast_path_rules_are_counted(tmp_path, monkeypatch):
@@ -144,15 +161,7 @@ LONG_CASES.update({
 
 
 def _long_manifest(tmp_path, case: str):
-    extra, text = LONG_CASES[case]
-    extra = dict(extra)
-    tz = extra.pop("tz", "UTC")
-    (tmp_path / "raw.csv").write_text(text, encoding="utf-8")
-    tags = [{"name": n, "asset": "a", "kind": "temperature", "unit": "degC", "interval_s": 1, "limits": [0, 100], "stuck_after_s": 600} for n in ("T", "P")]
-    man = {"plant_id": "t", "stage": "test", "sharing": "private", "timezone": tz,
-           "files": [{"path": "raw.csv", "format": "long_csv", **extra}], "assets": {"a": 1}, "tags": tags}
-    (tmp_path / "plant.yaml").write_text(yaml.safe_dump(man), encoding="utf-8")
-    return load_manifest(tmp_path / "plant.yaml")
+    return _write_plant(tmp_path, "long_csv", *LONG_CASES[case], stuck_after_s=600)
 
 
 def _same_as_reference(m) -> None:
@@ -198,25 +207,9 @@ def test_sim_plants_equal_reference(tmp_path):
 
 @pytest.mark.parametrize("case", sorted(LONG_CASES))
 def test_long_csv_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
-    m = _long_manifest(tmp_path, case)
-    calls = []
-    real = readers._read_long_csv_arrow
-
-    def spy(ctx):
-        got = real(ctx)
-        calls.append(got is not None)
-        return got
-
-    monkeypatch.setattr(readers, "_read_long_csv_arrow", spy)
-    fast_rec, fast_v = _read(m, True, monkeypatch)
-    slow_rec, slow_v = _read(m, False, monkeypatch)
+    fast, slow, calls = _both_ways(_long_manifest(tmp_path, case), monkeypatch, "_read_long_csv_arrow")
     assert calls == [True, False]  # Arrow read the file the first time, pandas the second
-    pd.testing.assert_frame_equal(fast_rec.frame, slow_rec.frame)
-    assert fast_rec.n_rows == slow_rec.n_rows and fast_rec.unmapped_columns == slow_rec.unmapped_columns
-    assert asdict(fast_v.report) == asdict(slow_v.report)
-    key = ["series", "tag", "row"]
-    pd.testing.assert_frame_equal(fast_v.records.sort_values(key).reset_index(drop=True), slow_v.records.sort_values(key).reset_index(drop=True))
-    pd.testing.assert_frame_equal(fast_v.quarantine, slow_v.quarantine)
+    _assert_same(fast, slow, sort_records_by=["series", "tag", "row"])
 
 
 # ------------------------------------------------------------------ scaling statistics: one sort against np.percentile
