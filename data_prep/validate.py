@@ -118,6 +118,24 @@ def _stuck_runs(t_s: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
     return np.repeat(dur >= after, ends - starts)
 
 
+def _report(rec: Records, reason: np.ndarray, reasons: tuple[str, ...], repaired: int, cells: dict[str, int],
+            missing: int, reordered: int) -> tuple[FileReport, pd.DataFrame]:
+    """The file's accounting (checked to add up) and its quarantine table, from the per-row reason codes
+    (0 = not quarantined, else an index into ``reasons``) and the counts of the cell rules."""
+    quarantined = np.flatnonzero(reason != 0)
+    report = FileReport(file=rec.file, rows=rec.n_rows, unmapped_columns=rec.unmapped_columns)
+    report.quarantined = int(len(quarantined))
+    report.repaired = repaired
+    report.kept = rec.n_rows - report.quarantined - report.repaired
+    report.quarantine_reasons = dict(sorted(Counter(reasons[r] for r in reason[quarantined]).items()))
+    report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
+    report.missing_cells = missing
+    report.reordered_rows = reordered
+    report.check()
+    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(reasons, dtype=object)[reason[quarantined]]})
+    return report, q
+
+
 def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) -> Validated:
     """The same rules as the long path, on (rows) and (tags, rows) arrays, one tag row at a time (so the
     temporaries are one row long). ``consume``: mask the table's values in place instead of copying them."""
@@ -189,17 +207,7 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
             v[stuck] = np.nan
             repaired[stuck] = True
             cells["stuck"] += len(stuck)
-    quarantined = np.flatnonzero(reason != 0)
-    report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
-    report.quarantined = int(len(quarantined))
-    report.repaired = int(repaired.sum())
-    report.kept = n - report.quarantined - report.repaired
-    report.quarantine_reasons = dict(sorted(Counter(ROW_REASONS[r] for r in reason[quarantined]).items()))
-    report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
-    report.missing_cells = missing
-    report.reordered_rows = int(reordered.sum())
-    report.check()
-    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(ROW_REASONS, dtype=object)[reason[quarantined]]})
+    report, q = _report(rec, reason, ROW_REASONS, int(repaired.sum()), cells, missing, int(reordered.sum()))
     block = Block(list(w.tags), tl, rows, cl, list(w.series_names), vals)
     return Validated([block], report, q)
 
@@ -289,18 +297,8 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
     reason[perm[dup]] = 3
     nn_l, bq_l = nnp & live, bqp & live
     repaired = int((nn_l | oob | bq_l | stuck | reordered).sum())
-    quarantined = np.flatnonzero(reason != 0)
-    report = FileReport(file=rec.file, rows=n, unmapped_columns=rec.unmapped_columns)
-    report.quarantined = int(len(quarantined))
-    report.repaired = repaired
-    report.kept = n - report.quarantined - report.repaired
-    report.quarantine_reasons = dict(sorted(Counter(LONG_REASONS[r] for r in reason[quarantined]).items()))
     cells = {"non_numeric": int(nn_l.sum()), "out_of_limits": int(oob.sum()), "bad_quality": int(bq_l.sum()), "stuck": int(stuck.sum())}
-    report.repaired_cells = {r: c for r, c in sorted(cells.items()) if c}
-    report.missing_cells = missing
-    report.reordered_rows = int(reordered.sum())
-    report.check()
-    q = pd.DataFrame({"file": rec.file, "row": quarantined, "reason": np.asarray(LONG_REASONS, dtype=object)[reason[quarantined]]})
+    report, q = _report(rec, reason, LONG_REASONS, repaired, cells, missing, int(reordered.sum()))
     blocks = []
     for j, name in enumerate(L.tag_names):  # one block per tag: views of the reordered arrays
         a0, a1 = int(tag_bounds[j]), int(tag_bounds[j + 1])
