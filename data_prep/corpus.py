@@ -228,8 +228,9 @@ def _lineage(support: list[tuple[int, np.ndarray, np.ndarray]], inputs: list[dic
     for f, ts, rows in support:
         r = rows[(ts >= lo) & (ts < hi)]
         if len(r):
-            a, b = ranges.get(f, (r.min(), r.max()))
-            ranges[f] = [min(a, int(r.min())), max(b, int(r.max()))]
+            first, last = int(r.min()), int(r.max())
+            a, b = ranges.get(f, (first, last))
+            ranges[f] = [min(a, first), max(b, last)]
     return [
         {"file": inputs[f]["file"], "sha256": inputs[f]["sha256"], "first_row": int(a), "last_row": int(b)}
         for f, (a, b) in sorted(ranges.items())

@@ -362,12 +362,13 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[np.ndarray, np.n
     return v, non_numeric
 
 
-def _day_position(fmt: str) -> int | None:
-    """Where a format puts the zero-padded day of month, when every field has a fixed width; else None."""
+def _day_layout(fmt: str) -> tuple[int, int] | None:
+    """(position of the zero-padded day of month, length of a formatted time) for a format whose fields
+    all have a fixed width; else None."""
     if fmt.count("%d") != 1 or any(d in fmt for d in ("%j", "%-", "%e", "%B", "%A", "%c", "%x", "%U", "%W")):
         return None
     probe = datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt)
-    return probe.find("27") if probe.count("27") == 1 else None
+    return (probe.find("27"), len(probe)) if probe.count("27") == 1 else None
 
 
 def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
@@ -378,9 +379,10 @@ def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
     t = pc.strptime(s, format=fmt, unit="ns", error_is_null=True)
     if "%d" not in fmt:
         return t
-    at = _day_position(fmt)
-    if at is None:
+    layout = _day_layout(fmt)
+    if layout is None:
         return None
+    at, width = layout
     ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
     parsed_day = (ns.astype("datetime64[D]") - ns.astype("datetime64[M]")).astype(np.int64) + 1
     # a day that overflowed its month comes out as day 1-3 of the next one: only those rows need a look
@@ -388,7 +390,6 @@ def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
     if not len(suspects):
         return t
     cells = pc.take(s, pa.array(suspects))
-    width = len(datetime.datetime(2001, 11, 27, 13, 44, 55).strftime(fmt))
     if (pc.fill_null(pc.utf8_length(cells), 0).to_numpy(zero_copy_only=False) != width).any():
         return None
     try:
