@@ -99,7 +99,6 @@ def _quartiles_sorted(x: np.ndarray, observed: np.ndarray) -> list:
     its two-sided form of the lerp. None for a row with nothing observed."""
     xs = np.sort(np.where(observed, x, np.nan), axis=1)  # NaN (unobserved) sorts last
     k = observed.sum(axis=1)
-    out = []
     rows = np.arange(x.shape[0])
     cols = []
     for q in (0.25, 0.5, 0.75):
@@ -115,6 +114,5 @@ def _quartiles_sorted(x: np.ndarray, observed: np.ndarray) -> list:
         lerp = a + diff * gamma
         np.subtract(b, diff * (1 - gamma), out=lerp, where=gamma >= 0.5)
         cols.append(lerp)
-    for i in range(x.shape[0]):
-        out.append(None if k[i] == 0 else np.array([cols[0][i], cols[1][i], cols[2][i]]))
-    return out
+    quartiles = np.stack(cols, axis=1)  # (rows, 3)
+    return [None if k[i] == 0 else quartiles[i] for i in range(x.shape[0])]
