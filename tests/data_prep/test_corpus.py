@@ -94,3 +94,36 @@ def test_gaps_are_reported(corpus):
     # the kiln export misses 3 h (180 one-minute steps) in one stretch
     assert rep["gaps"]["longest_steps"] == 180 and rep["gaps"]["count"] >= 1
     assert "gaps (no channel observed)" in (corpus / "parts/kiln_a/report.txt").read_text()
+
+
+@pytest.mark.parametrize("n_rows,max_shard_size", [(3, "64MB"), (2501, "64MB"), (7, 500), (2501, 60_000)])
+def test_split_writer_matches_save_to_disk(tmp_path, n_rows, max_shard_size):
+    """The merge writes each split's files itself; they must be the files datasets' save_to_disk writes
+    (shard count and boundaries, record batches of at most 1000 rows, schema metadata, state and info)."""
+    from data_prep.corpus import FEATURES, rows_to_table, write_datasets_split
+
+    rng = np.random.default_rng(n_rows)
+    rows = []
+    for i in range(n_rows):
+        k, t = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+        rows.append({"series_id": f"p/a{i}", "plant_id": "p", "asset_id": f"a{i}", "stage": "s", "sharing": "public",
+                     "start": "2026-01-01T00:00:00+00:00", "interval_s": 60.0, "prefix_len": 0,
+                     "channels": [f"c{j}" for j in range(k)], "kinds": [0] * k, "units": ["u"] * k,
+                     "loc": rng.normal(size=k).tolist(), "scale": rng.random(k).tolist(),
+                     "values": rng.normal(size=(k, t)).astype(np.float32), "observed": rng.random((k, t)) > 0.2,
+                     "lineage": [{"file": "f", "sha256": "0" * 64, "first_row": i, "last_row": i + t}]})
+    table = rows_to_table(rows)
+    ref = tmp_path / "ref"
+    ds = datasets.Dataset(table, info=datasets.DatasetInfo(features=FEATURES), fingerprint="0123456789abcdef")
+    datasets.disable_progress_bars()
+    ds.save_to_disk(str(ref), max_shard_size=max_shard_size)
+    ours = tmp_path / "ours"
+    paths = write_datasets_split(table, ours, "0123456789abcdef", max_shard_size)
+    ref_files = sorted(p.name for p in ref.iterdir())
+    assert sorted(p.name for p in ours.iterdir()) == ref_files
+    assert len(paths) == len(ref_files) - 2 and (len(paths) > 1) == (max_shard_size != "64MB")
+    for name in ref_files:
+        assert (ours / name).read_bytes() == (ref / name).read_bytes(), name
+    back = datasets.load_from_disk(str(ours)).with_format("numpy")
+    assert len(back) == n_rows
+    np.testing.assert_array_equal(back[n_rows - 1]["values"], np.asarray(rows[-1]["values"]))
