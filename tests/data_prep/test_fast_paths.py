@@ -58,15 +58,21 @@ CASES = {
 }
 
 
-def _write_plant(tmp_path, fmt: str, extra: dict, text: str, stuck_after_s: float):
-    """A one-file plant with tags T and P (limits 0..100); ``extra`` holds the file entry's keys and "tz"."""
+def _write_plant(tmp_path, fmt: str, extra: dict, data: str | pd.DataFrame, stuck_after_s: float):
+    """A one-file plant with tags T and P (limits 0..100); ``extra`` holds the file entry's keys and "tz".
+    ``data``: the text of a CSV file, or a frame written as Parquet (its ``index`` kept when named)."""
     extra = dict(extra)
     tz = extra.pop("tz", "UTC")
-    (tmp_path / "raw.csv").write_text(text, encoding="utf-8")
+    if isinstance(data, str):
+        name = "raw.csv"
+        (tmp_path / name).write_text(data, encoding="utf-8")
+    else:
+        name = "raw.parquet"
+        data.to_parquet(tmp_path / name, index=data.index.name is not None, row_group_size=3)
     tags = [{"name": n, "asset": "a", "kind": "temperature", "unit": "degC", "interval_s": 1, "limits": [0, 100],
              "stuck_after_s": stuck_after_s} for n in ("T", "P")]
     man = {"plant_id": "t", "stage": "test", "sharing": "private", "timezone": tz,
-           "files": [{"path": "raw.csv", "format": fmt, **extra}], "assets": {"a": 1}, "tags": tags}
+           "files": [{"path": name, "format": fmt, **extra}], "assets": {"a": 1}, "tags": tags}
     (tmp_path / "plant.yaml").write_text(yaml.safe_dump(man), encoding="utf-8")
     return load_manifest(tmp_path / "plant.yaml")
 
@@ -249,3 +255,63 @@ def test_scale_stats_same_on_both_sides_of_the_sort_threshold(monkeypatch):
     long = spec.scale_stats(x, observed)
     assert all(np.array_equal(a, b) for a, b in zip(short, long, strict=True))
     assert long[1][1] == 1.0 and long[0][2] == 0.0 and long[1][2] == 1.0
+
+
+# ------------------------------------------------------------------ long Parquet: Arrow batches against pandas
+
+
+def _parquet_cases() -> dict:
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    utc = [t0 + pd.Timedelta(seconds=s) for s in (0, 0, 1, 2, 3, 5, 4, 6)]
+    berlin = pd.to_datetime(["2026-10-25 01:30", "2026-10-25 02:30", "2026-10-25 02:30", "2026-10-25 03:30"] * 2)
+    return {
+        # name: (file entry keys, frame, does Arrow read it)
+        "aware_quality_padding_nulls": ({"quality_column": "q", "bad_quality": ["bad", 0]}, pd.DataFrame({
+            "timestamp": utc, "tag": ["T", "T", " T ", None, "P", "X", "P", "P"],
+            "value": [1.0, 2.0, np.nan, 4.0, np.inf, 6.0, 500.0, 7.0], "q": ["good", "good", None, "bad", "good", "good", "0", "good"],
+        }), True),
+        "naive_berlin_int_values": ({"tz": "Europe/Berlin"}, pd.DataFrame({
+            "timestamp": berlin, "tag": ["T"] * 4 + ["P"] * 4, "value": np.array([1, 2, 3, 4, 5, 5, 5, 200], dtype=np.int64),
+        }), True),
+        "series_int_quality_out_of_order": ({"series_column": "unit", "quality_column": "q", "bad_quality": [192]}, pd.DataFrame({
+            "unit": ["u1", "u2", "u1", "u1", "u2", " u2", "u1", None], "timestamp": utc[::-1], "tag": ["T", "P"] * 4,
+            "value": [3.0, 3.0, 3.0, 3.0, 9.0, 8.0, -1.0, 4.0], "q": [0, 192, 0, 0, 0, 192, 0, 0],
+        }), True),
+        "index_and_extra_columns": ({}, pd.DataFrame({
+            "timestamp": utc, "tag": ["T", "P"] * 4, "value": np.arange(8.0), "note": list("abcdefgh"),
+        }, index=pd.Index(range(10, 18), name="idx")), True),
+        "missing_times": ({}, pd.DataFrame({
+            "timestamp": [utc[0], pd.NaT, utc[2], utc[3]], "tag": ["T", "T", "P", "P"], "value": [1.0, 2.0, 3.0, 4.0],
+        }), True),
+        "epoch_seconds_to_pandas": ({"timestamp_unit": "s"}, pd.DataFrame({
+            "timestamp": [1767225600.0, 1767225601.0, 1767225602.0], "tag": ["T", "P", "T"], "value": [1.0, 2.0, 3.0],
+        }), False),
+        "text_values_to_pandas": ({}, pd.DataFrame({
+            "timestamp": utc[:3], "tag": ["T", "P", "T"], "value": ["1,5", "Inp OutRange", "3"],
+        }), False),
+    }
+
+
+PARQUET_CASES = _parquet_cases()
+
+
+@pytest.mark.parametrize("case", sorted(PARQUET_CASES))
+def test_long_parquet_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
+    extra, frame, arrow_reads = PARQUET_CASES[case]
+    m = _write_plant(tmp_path, "long_parquet", extra, frame, stuck_after_s=600)
+    fast, slow, calls = _both_ways(m, monkeypatch, "_read_long_parquet_arrow")
+    assert calls == [arrow_reads, False]
+    _assert_same(fast, slow, sort_records_by=["series", "tag", "row"])
+
+
+def test_long_parquet_fast_path_counts(tmp_path, monkeypatch):
+    """A fixed expectation for the Arrow-read Parquet file, so both paths cannot be wrong in the same way."""
+    extra, frame, _ = PARQUET_CASES["aware_quality_padding_nulls"]
+    _, v = _read(_write_plant(tmp_path, "long_parquet", extra, frame, stuck_after_s=600), True, monkeypatch)
+    r = v.report
+    # rows: T@0 kept, T@0 again (duplicate), " T "@1 empty (kept, missing), null tag (unknown), P inf (out of
+    # limits), X (unknown tag), P 500 with quality "0" (bad quality), P@6 kept
+    assert (r.rows, r.kept, r.repaired, r.quarantined) == (8, 3, 2, 3)
+    assert r.quarantine_reasons == {"duplicate_record": 1, "unknown_tag": 2}
+    assert r.repaired_cells == {"bad_quality": 1, "out_of_limits": 1}
+    assert r.missing_cells == 1
