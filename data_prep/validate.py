@@ -233,18 +233,20 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
     known = np.array([name in known_names for name in L.tag_names], dtype=bool)
     reason[(reason == 0) & ~known[L.tag_codes]] = 2
     ok = reason == 0
-    if n_series == 1:  # one series: each tag's rows in input order, no sort
-        per_tag = [np.flatnonzero(ok & (L.tag_codes == j)) for j in range(n_tags)]
-        counts = np.array([len(r) for r in per_tag], dtype=np.int64)
-        perm = np.concatenate(per_tag) if per_tag else np.zeros(0, dtype=np.int64)
-        del per_tag
-    else:
-        placeable = np.flatnonzero(ok)
-        key = L.tag_codes[placeable].astype(np.int64) * n_series + L.series_codes[placeable]
-        perm = placeable[np.argsort(key, kind="stable")]  # input rows in (tag, series, row) order
-        counts = np.bincount(key, minlength=n_tags * n_series)
-        del placeable, key
-    del ok
+    n_groups = n_tags * n_series
+    # one stable sort of a small-integer key puts the placeable rows in (tag, series, input row) order and
+    # the others (key = n_groups) last; numpy sorts 8- and 16-bit keys by radix, in linear time
+    key_type = np.uint8 if n_groups < 2**8 else np.uint16 if n_groups < 2**16 else np.int64
+    key = L.tag_codes.astype(key_type)
+    if n_series > 1:
+        key *= key_type(n_series)
+        key += L.series_codes.astype(key_type)
+    key[~ok] = n_groups
+    counts = np.bincount(key, minlength=n_groups + 1)[:n_groups].astype(np.int64)
+    perm = np.argsort(key, kind="stable")[: int(counts.sum())]
+    del ok, key
+    if consume:
+        L.tag_codes = None
     # the reordered copies replace the originals one by one when the records are consumed
     tp = L.ts.view("int64")[perm]
     sp = L.series_codes[perm]
@@ -286,13 +288,20 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
         if after is None:
             continue
         a0, a1 = int(bounds[gi]), int(bounds[gi + 1])
-        g = np.arange(a0, a1)
-        if reordered[a0:a1].any():
-            g = g[np.argsort(tp[a0:a1], kind="stable")]
-        v = vp[g]
+        if reordered[a0:a1].any():  # runs are judged in time order
+            g = a0 + np.argsort(tp[a0:a1], kind="stable")
+            v = vp[g]
+            fin = np.isfinite(v)
+            pos = g[fin]
+            stuck[pos[_stuck_runs(tp[pos] / 1e9, v[fin], after)]] = True
+            continue
+        v = vp[a0:a1]  # in time order already: slices, no index arrays
         fin = np.isfinite(v)
-        pos = g[fin]
-        stuck[pos[_stuck_runs(tp[pos] / 1e9, v[fin], after)]] = True
+        if fin.all():
+            stuck[a0:a1] |= _stuck_runs(tp[a0:a1] / 1e9, v, after)
+        else:
+            pos = np.flatnonzero(fin)
+            stuck[a0 + pos[_stuck_runs(tp[a0:a1][pos] / 1e9, v[pos], after)]] = True
     vp[stuck] = np.nan
     reason[perm[dup]] = 3
     nn_l, bq_l = nnp & live, bqp & live
