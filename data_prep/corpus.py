@@ -4,7 +4,7 @@ Layout of a corpus folder::
 
     manifest.json            tokenizer spec, recipe, counts per plant and split, shard hashes, content hash
     data/                    a DatasetDict on disk (load_from_disk): train/ validation/ test/ heldout/ Arrow shards
-    parts/<plant>/           one finished plant: <split>.arrow (its rows, Arrow IPC), part.json (fingerprint, counts,
+    parts/<plant>/           one finished plant: rows.arrow (its rows, split by split, Arrow IPC), part.json (fingerprint, counts,
                              lineage), report.json / report.txt (ingest report), quarantine.csv
     labels/<plant>/...       task label files, copied as given (only for plants the audience may see)
 
@@ -47,8 +47,9 @@ from data_prep.readers import read_file
 from data_prep.tokenizer import TokenizerSpec
 from data_prep.validate import Block, FileReport, validate
 
-CORPUS_FORMAT_VERSION = 3
-"""3: parts hold one Arrow IPC file per split (2: a datasets folder per split)."""
+CORPUS_FORMAT_VERSION = 4
+"""4: a part holds one Arrow IPC file with every split's rows in SPLITS order (3: one file per split; 2: a
+datasets folder per split)."""
 SPLITS = ("train", "validation", "test", "heldout")
 
 FEATURES = datasets.Features(
@@ -105,15 +106,24 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
-def write_part_split(table: pa.Table, path: Path) -> None:
-    """A part's split is one Arrow IPC file (internal to the build; merge turns parts into the corpus)."""
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table)
+PART_ROWS = "rows.arrow"
 
 
-def read_part_split(path: Path) -> pa.Table:
-    """Memory-mapped: the merge reads parts without copying them into RAM."""
-    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+def write_part_rows(rows: dict[str, list[dict]], path: Path) -> None:
+    """A part's rows: one Arrow IPC file (internal to the build; merge turns parts into the corpus) with the
+    splits one after the other in SPLITS order; part.json's per-split series counts say where each starts.
+    One file, not one per split: a file created costs ~0.6 ms on a network or overlay file system."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as w:
+        for s in SPLITS:
+            if rows[s]:
+                w.write_table(rows_to_table(rows[s]))
+
+
+def read_part_split(path: Path, counts: dict[str, dict], split: str) -> pa.Table:
+    """One split of a part's rows, memory-mapped: the merge reads parts without copying them into RAM."""
+    table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    start = sum(counts[s]["series"] for s in SPLITS[: SPLITS.index(split)])
+    return table.slice(start, counts[split]["series"])
 
 
 _HF_INFO = datasets.utils.py_utils.asdict(datasets.DatasetInfo(features=FEATURES))  # datasets' own asdict (drops unset keys)
@@ -279,7 +289,9 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     for spec in m.files:
         try:
             records = read_file(m, spec)
-            _release_memory()  # the parser's buffers are gone: return them before validation allocates
+            big = sum(os.path.getsize(r.file) for r in records) >= _TRIM_AFTER_BYTES
+            if big:
+                _release_memory()  # the parser's buffers are gone: return them before validation allocates
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             continue
@@ -297,7 +309,8 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             quarantine.append(v.quarantine.assign(file=fid))
             inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
             del rec, v
-        _release_memory()  # the raw records are gone: hand their memory back before alignment
+        if big:
+            _release_memory()  # the raw records are gone: hand their memory back before alignment
     kept_tags = [t for t in m.tags if allowed(m.tag_sharing(t), cfg.sharing)]
     withheld = [t.name for t in m.tags if t not in kept_tags]
     pid = names("plant", m.plant_id)
@@ -396,6 +409,11 @@ def human_report(rep: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------- parts
+_TRIM_AFTER_BYTES = 4 << 20
+"""Input files at least this big hand freed memory back right after reading and after validation; smaller
+ones leave it to the end of the part (a trim costs ~0.5 ms, more than it saves after a small file)."""
+
+
 def _release_memory() -> None:
     """Hand memory freed by a finished plant back to the OS before the next one starts: Arrow's pool and,
     on glibc, the C heap (freed numpy blocks otherwise stay in the process as fragmented free space and
@@ -497,9 +515,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     tmp.mkdir(parents=True)
     with _arrow_prep_pool():
         res = prep_plant(m, cfg, names)
-    for s in SPLITS:
-        if res.rows[s]:  # an empty split is simply absent
-            write_part_split(rows_to_table(res.rows[s]), tmp / f"{s}.arrow")
+    write_part_rows(res.rows, tmp / PART_ROWS)  # an empty split has no rows there
     (tmp / "report.json").write_text(json.dumps(res.report, indent=2, sort_keys=True))
     (tmp / "report.txt").write_text(human_report(res.report))
     res.quarantine.to_csv(tmp / "quarantine.csv", index=False)
@@ -627,7 +643,7 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
         infos.append(info)
     splits = {}
     for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)
-        pieces = [read_part_split(out / "parts" / i["plant_id"] / f"{s}.arrow") for i in infos if i["splits"][s]["series"]]
+        pieces = [read_part_split(out / "parts" / i["plant_id"] / PART_ROWS, i["splits"], s) for i in infos if i["splits"][s]["series"]]
         if pieces:
             table = pa.concat_tables(pieces)
             splits[s] = (table, _canonical_hash([i["fingerprint"] for i in infos] + [s])[:16])
