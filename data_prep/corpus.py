@@ -240,36 +240,39 @@ def _runs(flags: np.ndarray) -> list[int]:
     return (np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).tolist()
 
 
-def _support(blocks: list[Block], tag_names: set[str], series: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(file_idx, ts, rows) of the rows of one series that hold a valid value of any of the tags."""
-    out = []
-    for b in blocks:
-        js = [j for j, name in enumerate(b.tags) if name in tag_names]
-        if not js or series not in b.series_names:
+def _step_ns(al, step: int) -> int:
+    """The time of grid step ``step`` of an aligned series, int64 ns (UTC)."""
+    return (al.start + pd.Timedelta(seconds=al.interval_s * step)).value
+
+
+def _lineages(blocks: list[Block], tag_names: set[str], series: str, spans: list[tuple[int, int]],
+              inputs: list[dict]) -> list[list[dict]]:
+    """Per time span [t0, t1) (int64 ns): the input files and row ranges behind the values of one series
+    of the given tags (the rows that hold a valid value of any of them). Masks over each block, no copies
+    of its rows (a plant's blocks can hold millions)."""
+    ranges: list[dict[int, tuple[int, int]]] = [{} for _ in spans]
+    for blk in blocks:
+        js = [j for j, name in enumerate(blk.tags) if name in tag_names]
+        if not js or series not in blk.series_names:
             continue
-        ok = np.isfinite(b.values[js[0]])
+        ok = np.isfinite(blk.values[js[0]])
         for j in js[1:]:  # row by row: no copy of the value matrix
-            ok |= np.isfinite(b.values[j])
-        if len(b.series_names) > 1:
-            ok &= b.series_codes == b.series_names.index(series)
-        if ok.any():
-            out.append((b.file_idx, b.ts[ok], b.rows[ok]))
-    return out
-
-
-def _lineage(support: list[tuple[int, np.ndarray, np.ndarray]], inputs: list[dict], t0: pd.Timestamp, t1: pd.Timestamp) -> list[dict]:
-    """Input files and row ranges behind the values of one row of the corpus (time range [t0, t1))."""
-    lo, hi = t0.value, t1.value
-    ranges: dict[int, list[int]] = {}
-    for f, ts, rows in support:
-        r = rows[(ts >= lo) & (ts < hi)]
-        if len(r):
-            first, last = int(r.min()), int(r.max())
-            a, b = ranges.get(f, (first, last))
-            ranges[f] = [min(a, first), max(b, last)]
+            ok |= np.isfinite(blk.values[j])
+        if len(blk.series_names) > 1:
+            ok &= blk.series_codes == blk.series_names.index(series)
+        if not ok.any():
+            continue
+        for got, (lo, hi) in zip(ranges, spans, strict=True):
+            sel = ok & (blk.ts >= lo) & (blk.ts < hi)
+            if not sel.any():
+                continue
+            first = int(np.min(blk.rows, where=sel, initial=np.iinfo(np.int64).max))
+            last = int(np.max(blk.rows, where=sel, initial=-1))
+            a, z = got.get(blk.file_idx, (first, last))
+            got[blk.file_idx] = (min(a, first), max(z, last))
     return [
-        {"file": inputs[f]["file"], "sha256": inputs[f]["sha256"], "first_row": int(a), "last_row": int(b)}
-        for f, (a, b) in sorted(ranges.items())
+        [{"file": inputs[f]["file"], "sha256": inputs[f]["sha256"], "first_row": a, "last_row": z} for f, (a, z) in sorted(got.items())]
+        for got in ranges
     ]
 
 
@@ -286,10 +289,12 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     """Read, validate, govern, align and tokenize one plant. A file that cannot be read is quarantined
     whole with its reason; the other files go on."""
     blocks, reports, quarantine, inputs, bad_files = [], [], [], [], []
+    any_big = False
     for spec in m.files:
         try:
             records = read_file(m, spec)
             big = sum(os.path.getsize(r.file) for r in records) >= _TRIM_AFTER_BYTES
+            any_big |= big
             if big:
                 _release_memory()  # the parser's buffers are gone: return them before validation allocates
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
@@ -323,25 +328,23 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         if not tags:
             continue
         for al in align_asset(blocks, m, asset, tags):
-            support = _support(blocks, {t.name for t in tags}, al.series)
             length = al.values.shape[1]
             runs = _runs(~al.observed.any(axis=0))
             gaps["count"] += len(runs)
             gaps["steps"] += int(sum(runs))
             gaps["longest_steps"] = max([gaps["longest_steps"], *runs])
             bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
+            bounds = {k: v for k, v in bounds.items() if v[1] > v[0]}
+            spans = [(_step_ns(al, s), _step_ns(al, e)) for s, e in bounds.values()]
+            lineages = _lineages(blocks, {t.name for t in tags}, al.series, spans, inputs)
             a, b = bounds["heldout" if held_out else "train"]
             loc, scale = tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
             z = tok.encode(al.values, al.observed, loc, scale)  # unobserved (NaN) positions become 0
             al.values = None  # the float64 grid is no longer needed; z and the mask are
             sid = f"{pid}/{names('asset', asset)}" + (f"/{names('series', al.series)}" if al.series else "")
-            for split, (s, e) in bounds.items():
-                if e <= s:
-                    continue
+            for (split, (s, e)), lineage in zip(bounds.items(), lineages, strict=True):
                 p = min(cfg.context_prefix, s) if split in ("validation", "test") else 0
                 start = al.start + pd.Timedelta(seconds=al.interval_s * (s - p))
-                lineage = _lineage(support, inputs, al.start + pd.Timedelta(seconds=al.interval_s * s),
-                                   al.start + pd.Timedelta(seconds=al.interval_s * e))
                 rows[split].append(
                     {
                         "series_id": sid,
@@ -362,6 +365,9 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                         "lineage": lineage,
                     }
                 )
+    del blocks
+    if any_big:
+        _release_memory()  # the validated values are gone (the grids' encoded rows remain): hand them back
     report = {
         "plant_id": pid,
         "inputs": inputs,
