@@ -127,6 +127,8 @@ def read_part_split(path: Path, counts: dict[str, dict], split: str) -> pa.Table
 
 
 _HF_INFO = datasets.utils.py_utils.asdict(datasets.DatasetInfo(features=FEATURES))  # datasets' own asdict (drops unset keys)
+# dataset_info.json as save_to_disk writes it (first-level keys sorted, nested order kept); the same for every split
+_HF_INFO_JSON = json.dumps({k: _HF_INFO[k] for k in sorted(_HF_INFO)}, indent=2)
 _HF_SCHEMA = SCHEMA.with_metadata(datasets.arrow_writer.ArrowWriter._build_metadata(datasets.DatasetInfo(features=FEATURES)))
 
 
@@ -159,8 +161,7 @@ def write_datasets_split(table: pa.Table, folder: Path, fingerprint: str, max_sh
     state = {"_data_files": [{"filename": p.name} for p in paths], "_fingerprint": fingerprint, "_format_columns": None,
              "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": None}
     (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-    info = {k: _HF_INFO[k] for k in sorted(_HF_INFO)}
-    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    (folder / "dataset_info.json").write_text(_HF_INFO_JSON, encoding="utf-8")
     return paths
 
 
