@@ -95,35 +95,45 @@ def _nested(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
 SCHEMA = FEATURES.arrow_schema
 
 
-def rows_to_table(rows: list[dict]) -> pa.Table:
-    """Corpus rows as an Arrow table with the FEATURES schema. The big 2-D columns go in as flat buffers."""
-    columns = {}
+def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
+    """Corpus rows as one Arrow record batch with the FEATURES schema. The big 2-D columns go in as flat
+    buffers."""
+    columns = []
     for name in FEATURES:
         if name in ("values", "observed"):
-            columns[name] = _nested([np.asarray(r[name]) for r in rows], SCHEMA.field(name).type.value_type.value_type)
+            columns.append(_nested([np.asarray(r[name]) for r in rows], SCHEMA.field(name).type.value_type.value_type))
         else:
-            columns[name] = pa.array([r[name] for r in rows], type=SCHEMA.field(name).type)
-    return pa.table(columns, schema=SCHEMA)
+            columns.append(pa.array([r[name] for r in rows], type=SCHEMA.field(name).type))
+    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_batches([rows_to_batch(rows)])
 
 
 PART_ROWS = "rows.arrow"
 
 
 def write_part_rows(rows: dict[str, list[dict]], path: Path) -> None:
-    """A part's rows: one Arrow IPC file (internal to the build; merge turns parts into the corpus) with the
-    splits one after the other in SPLITS order; part.json's per-split series counts say where each starts.
-    One file, not one per split: a file created costs ~0.6 ms on a network or overlay file system."""
+    """A part's rows: one Arrow IPC file (internal to the build; merge turns parts into the corpus) holding
+    one record batch per non-empty split, in SPLITS order. One file, not one per split: creating a file
+    costs ~0.6 ms on a network or overlay file system."""
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as w:
         for s in SPLITS:
             if rows[s]:
-                w.write_table(rows_to_table(rows[s]))
+                w.write_batch(rows_to_batch(rows[s]))
 
 
-def read_part_split(path: Path, counts: dict[str, dict], split: str) -> pa.Table:
-    """One split of a part's rows, memory-mapped: the merge reads parts without copying them into RAM."""
-    table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-    start = sum(counts[s]["series"] for s in SPLITS[: SPLITS.index(split)])
-    return table.slice(start, counts[split]["series"])
+def read_part_splits(path: Path, counts: dict[str, dict]) -> dict[str, pa.RecordBatch]:
+    """A part's rows per non-empty split (one record batch each, in SPLITS order; part.json's per-split
+    series counts say which splits are there), memory-mapped once: the merge reads parts without copying
+    them into RAM."""
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    present = [s for s in SPLITS if counts[s]["series"]]
+    if reader.num_record_batches != len(present):
+        raise ValueError(f"{path}: {reader.num_record_batches} record batches for {len(present)} non-empty splits; "
+                         "the part is damaged, rebuild it (fm prep build --force)")
+    return {s: reader.get_batch(i) for i, s in enumerate(present)}
 
 
 _HF_INFO = datasets.utils.py_utils.asdict(datasets.DatasetInfo(features=FEATURES))  # datasets' own asdict (drops unset keys)
@@ -649,10 +659,11 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
             raise ValueError(f"{out}: the part of {where} was built from another manifest, recipe or key; rebuild it")
         infos.append(info)
     splits = {}
+    part_rows = [read_part_splits(out / "parts" / i["plant_id"] / PART_ROWS, i["splits"]) for i in infos]
     for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)
-        pieces = [read_part_split(out / "parts" / i["plant_id"] / PART_ROWS, i["splits"], s) for i in infos if i["splits"][s]["series"]]
+        pieces = [rows[s] for rows in part_rows if s in rows]
         if pieces:
-            table = pa.concat_tables(pieces)
+            table = pa.Table.from_batches(pieces, schema=SCHEMA)
             splits[s] = (table, _canonical_hash([i["fingerprint"] for i in infos] + [s])[:16])
     tmp = out / ".tmp-data"
     shutil.rmtree(tmp, ignore_errors=True)
