@@ -108,14 +108,27 @@ def _outside(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return ~np.isnan(v) & ~(np.isfinite(v) & (v >= lo) & (v <= hi))
 
 
-def _stuck_runs(t_s: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
-    """For values sorted by time (finite only): True where a run of identical values lasts >= ``after`` s."""
-    if len(v) < 2:
-        return np.zeros(len(v), dtype=bool)
-    starts = np.concatenate([[0], np.flatnonzero(v[1:] != v[:-1]) + 1])
-    ends = np.append(starts[1:], len(v))
-    dur = t_s[ends - 1] - t_s[starts]  # sorted by time: a run's first and last times are its ends
-    return np.repeat(dur >= after, ends - starts)
+def _stuck_runs(t_ns: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
+    """For values sorted by time (finite only; ``t_ns`` int64 nanoseconds): True where a run of identical
+    values lasts >= ``after`` seconds (a run's duration is its last time minus its first, in seconds)."""
+    n = len(v)
+    if after <= 0:  # every run lasts >= 0 s
+        return np.ones(n, dtype=bool)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    same = v[1:] == v[:-1]  # a run of one value lasts 0 s: only runs of equal neighbours can be stuck
+    if not same.any():
+        return out
+    edges = np.diff(same.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # values first..last are one run
+    long = t_ns[last] / 1e9 - t_ns[first] / 1e9 >= after
+    if long.any():
+        mark = np.zeros(n + 1, dtype=np.int8)  # +1 where a long run starts, -1 after it ends (runs are disjoint)
+        mark[first[long]] = 1
+        mark[last[long] + 1] -= 1
+        out = np.cumsum(mark[:n], dtype=np.int8) > 0
+    return out
 
 
 def _report(rec: Records, reason: np.ndarray, reasons: tuple[str, ...], repaired: int, cells: dict[str, int],
@@ -176,7 +189,6 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
     nn = w.non_numeric
     lo, hi = _limits(m, w.tags)
     after_of = {tg.name: tg.stuck_after_s for tg in m.tags}
-    t_s = tl / 1e9
     sort_groups = reordered.any()
     repaired = reordered.copy()
     cells = {"non_numeric": 0, "out_of_limits": 0, "stuck": 0}
@@ -197,13 +209,19 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
         if after is None:
             continue
         for g in groups:
-            g = np.arange(len(v)) if g is None else g
-            if sort_groups:
-                g = g[np.argsort(tl[g], kind="stable")]
-            gv = v[g]
-            fin = np.isfinite(gv)
-            pos = g[fin]
-            stuck = pos[_stuck_runs(t_s[pos], gv[fin], after)]
+            if g is None and not sort_groups:  # one series in time order: the column itself, no index arrays
+                fin = np.isfinite(v)
+                pos = None if fin.all() else np.flatnonzero(fin)
+                stuck = np.flatnonzero(_stuck_runs(tl, v, after)) if pos is None else pos[_stuck_runs(tl[pos], v[pos], after)]
+                del fin, pos
+            else:
+                g = np.arange(len(v)) if g is None else g
+                if sort_groups:
+                    g = g[np.argsort(tl[g], kind="stable")]
+                gv = v[g]
+                fin = np.isfinite(gv)
+                pos = g[fin]
+                stuck = pos[_stuck_runs(tl[pos], gv[fin], after)]
             v[stuck] = np.nan
             repaired[stuck] = True
             cells["stuck"] += len(stuck)
@@ -293,15 +311,15 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
             v = vp[g]
             fin = np.isfinite(v)
             pos = g[fin]
-            stuck[pos[_stuck_runs(tp[pos] / 1e9, v[fin], after)]] = True
+            stuck[pos[_stuck_runs(tp[pos], v[fin], after)]] = True
             continue
         v = vp[a0:a1]  # in time order already: slices, no index arrays
         fin = np.isfinite(v)
         if fin.all():
-            stuck[a0:a1] |= _stuck_runs(tp[a0:a1] / 1e9, v, after)
+            stuck[a0:a1] |= _stuck_runs(tp[a0:a1], v, after)
         else:
             pos = np.flatnonzero(fin)
-            stuck[a0 + pos[_stuck_runs(tp[a0:a1][pos] / 1e9, v[pos], after)]] = True
+            stuck[a0 + pos[_stuck_runs(tp[a0:a1][pos], v[pos], after)]] = True
     vp[stuck] = np.nan
     reason[perm[dup]] = 3
     nn_l, bq_l = nnp & live, bqp & live

@@ -315,3 +315,31 @@ def test_long_parquet_fast_path_counts(tmp_path, monkeypatch):
     assert r.quarantine_reasons == {"duplicate_record": 1, "unknown_tag": 2}
     assert r.repaired_cells == {"bad_quality": 1, "out_of_limits": 1}
     assert r.missing_cells == 1
+
+
+# ------------------------------------------------------------------ stuck runs: the run finder against a plain one
+
+
+def _stuck_runs_plain(t_ns: np.ndarray, v: np.ndarray, after: float) -> np.ndarray:
+    """Every run of identical values, its duration from its ends (the definition, one run at a time)."""
+    out = np.zeros(len(v), dtype=bool)
+    i = 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and v[j + 1] == v[i]:
+            j += 1
+        out[i : j + 1] = t_ns[j] / 1e9 - t_ns[i] / 1e9 >= after
+        i = j + 1
+    return out
+
+
+def test_stuck_runs_equal_the_plain_definition():
+    from data_prep.validate import _stuck_runs
+
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        n = int(rng.integers(0, 80))
+        v = rng.choice([1.0, 2.0, 3.0], size=n) if rng.random() < 0.7 else rng.normal(size=n)
+        t = np.cumsum(rng.integers(0, 3, size=n) * 500_000_000).astype(np.int64) + 1_767_225_600 * 10**9  # ties and half seconds
+        for after in (0.0, 0.5, 1.0, 2.5, 60.0):
+            assert np.array_equal(_stuck_runs(t, v, after), _stuck_runs_plain(t, v, after)), (n, after)
