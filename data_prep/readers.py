@@ -216,22 +216,29 @@ class _ArrowWide:
     n: int
     text: dict[str, pa.ChunkedArray]
     """The timestamp and series columns (Arrow strings, null when empty)."""
-    numeric: dict[str, tuple[np.ndarray, np.ndarray]]
-    """Every other column: (values, non_numeric)."""
+    numeric: list[str]
+    """Every other column, in file order: the rows of ``values`` and ``non_numeric``."""
+    values: np.ndarray
+    """(len(numeric), n) float64 (NaN where empty or not a number)."""
+    non_numeric: np.ndarray
+    """(len(numeric), n) bool: a cell with text that is not a number."""
 
 
 def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, int], text_cols: list[str],
-                  num_cols: list[str], as_text: set[str], time_type: pa.DataType) -> tuple[int, dict[str, list], dict[str, list]]:
-    """One pass over the file: (rows, text columns' blocks, per numeric column a list of (values,
-    non_numeric) blocks). The timestamp column is parsed as ``time_type`` while reading (a timestamp with
-    the manifest's format, float epoch numbers, or plain text). Raises ArrowInvalid when a typed column
-    meets a cell it cannot parse."""
+                  num_cols: list[str], as_text: set[str], time_type: pa.DataType) -> tuple[int, dict[str, list], np.ndarray, np.ndarray]:
+    """One pass over the file: (rows, text columns' blocks, values, non_numeric), the last two (columns,
+    rows) arrays with the numeric columns in ``num_cols`` order, filled block by block (no per-block copies
+    to concatenate at the end: their capacity is estimated from the first block and the file size, and
+    capacity never written is never touched, so it takes no memory). The timestamp column is parsed as
+    ``time_type`` while reading (a timestamp with the manifest's format, float epoch numbers, or plain
+    text). Raises ArrowInvalid when a typed column meets a cell it cannot parse."""
     spec = ctx.spec
     types = {auto[pos[c]]: (time_type if c == spec.timestamp_column else pa.string()) for c in text_cols}
     types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
+    block_size = 1 << 20
     reader = pacsv.open_csv(
         str(ctx.path),  # straight from the file: no copy of its bytes in Python
-        read_options=pacsv.ReadOptions(column_names=auto, skip_rows=1 if spec.header else 0, block_size=1 << 20),
+        read_options=pacsv.ReadOptions(column_names=auto, skip_rows=1 if spec.header else 0, block_size=block_size),
         parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
         convert_options=pacsv.ConvertOptions(
             include_columns=[auto[pos[c]] for c in (*text_cols, *num_cols)], include_missing_columns=False,
@@ -240,21 +247,36 @@ def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, i
         ),
     )
     text: dict[str, list] = {c: [] for c in text_cols}
-    parts: dict[str, list] = {c: [] for c in num_cols}
+    k = len(num_cols)
+    values = np.empty((k, 0))
+    bad = np.empty((k, 0), dtype=bool)
     n = 0
     for batch in reader:
-        n += batch.num_rows
+        m = batch.num_rows
+        if n + m > values.shape[1]:  # first block: room for the whole file at its density, plus 10 %
+            size = ctx.path.stat().st_size
+            cap = max(n + m, int(m * size / block_size * 1.1) + 1024 if n == 0 else int(values.shape[1] * 1.25) + 1024)
+            values, bad = _grown(values, n, cap), _grown(bad, n, cap)
         for c, acc in text.items():
             acc.append(batch.column(auto[pos[c]]))
-        for c, acc in parts.items():
+        for j, c in enumerate(num_cols):
             col = batch.column(auto[pos[c]])
             if c in as_text:
                 col = pa.chunked_array([col])
-                acc.append(_arrow_numeric(col, spec.decimal) or _numeric(_arrow_strings(col), spec.decimal))
+                values[j, n : n + m], bad[j, n : n + m] = _arrow_numeric(col, spec.decimal) or _numeric(_arrow_strings(col), spec.decimal)
             else:  # Arrow parsed the floats (empty -> null -> NaN); a NaN that was a cell is the text "nan"
-                v = np.array(col.to_numpy(zero_copy_only=False), dtype=float)
-                acc.append((v, np.isnan(v) & col.is_valid().to_numpy(zero_copy_only=False)))
-    return n, text, parts
+                v = values[j, n : n + m]
+                v[:] = col.to_numpy(zero_copy_only=False)
+                np.logical_and(np.isnan(v), col.is_valid().to_numpy(zero_copy_only=False), out=bad[j, n : n + m])
+        n += m
+    return n, text, values[:, :n], bad[:, :n]
+
+
+def _grown(a: np.ndarray, n: int, cap: int) -> np.ndarray:
+    """A (rows, cap) array holding the first ``n`` columns of ``a``."""
+    out = np.empty((a.shape[0], cap), dtype=a.dtype)
+    out[:, :n] = a[:, :n]
+    return out
 
 
 def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _ArrowWide | None:
@@ -304,20 +326,15 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
             continue
         except (pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
             return None
-        n, text, parts = got
+        n, text, values, non_numeric = got
         break
     else:
         return None
     if n == 0:
         return None
-    numeric = {}
-    for c in list(parts):
-        acc = parts.pop(c)
-        numeric[c] = (np.concatenate([v for v, _ in acc]), np.concatenate([b for _, b in acc]))
-        del acc
     pa.default_memory_pool().release_unused()  # the parsed blocks are gone: give their memory back now
     types = {c: (time_type if c == spec.timestamp_column else pa.string()) for c in text}
-    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=types[c]) for c, acc in text.items()}, numeric)
+    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=types[c]) for c, acc in text.items()}, num_cols, values, non_numeric)
 
 
 def _arrow_time_type(spec: FileSpec) -> pa.DataType:
@@ -655,7 +672,8 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
             return _arrow_strings(fast.text[c])
 
         def numeric(c: str) -> tuple[np.ndarray, np.ndarray]:
-            return fast.numeric.pop(c)
+            j = fast.numeric.index(c)
+            return fast.values[j], fast.non_numeric[j]
     for c, what, k in ((spec.timestamp_column, "timestamp", "timestamp_column"), (spec.series_column, "series", "series_column")):
         if c is not None and c not in columns:
             raise ctx.error(f"{what} column {c!r} not found; columns are {columns}", k)
@@ -676,10 +694,13 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     unmapped = [c for c in columns if c not in known and c not in used]
     if n and not tag_cols:
         raise ctx.error(f"none of the manifest's tags appear as columns; columns are {columns}")
-    values = np.empty((len(tag_cols), n))
-    bad = np.empty((len(tag_cols), n), dtype=bool)
-    for j, c in enumerate(tag_cols):
-        values[j], bad[j] = numeric(c)
+    if fast is not None and fast.numeric == tag_cols:  # Arrow filled the (tags, rows) arrays already
+        values, bad = fast.values, fast.non_numeric
+    else:
+        values = np.empty((len(tag_cols), n))
+        bad = np.empty((len(tag_cols), n), dtype=bool)
+        for j, c in enumerate(tag_cols):
+            values[j], bad[j] = numeric(c)
     wide = WideTable(ts, codes, snames, tag_cols, values, bad)
     return Records(str(path), n, wide, unmapped)
 
@@ -850,7 +871,8 @@ def _read_long_csv_arrow(ctx: _Ctx) -> Records | None:
     ts = _typed_times(ctx, ts_col, groups)
     if ts is None:
         ts = _timestamps(ctx, _arrow_strings(ts_col), groups)
-    v, non_numeric = fast.numeric.pop(spec.value_column)
+    j = fast.numeric.index(spec.value_column)
+    v, non_numeric = fast.values[j], fast.non_numeric[j]
     bad_q = np.zeros(n, dtype=bool)
     if spec.quality_column is not None:
         q_codes, q_names = _arrow_codes(fast.text[spec.quality_column])  # an empty cell is "" (as pandas reads it)
