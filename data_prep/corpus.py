@@ -277,8 +277,11 @@ def _lineages(blocks: list[Block], tag_names: set[str], series: str, spans: list
             sel = ok & (blk.ts >= lo) & (blk.ts < hi)
             if not sel.any():
                 continue
-            first = int(np.min(blk.rows, where=sel, initial=np.iinfo(np.int64).max))
-            last = int(np.max(blk.rows, where=sel, initial=-1))
+            if blk.rows is None:  # row i is input row i
+                first, last = int(np.argmax(sel)), len(sel) - 1 - int(np.argmax(sel[::-1]))
+            else:
+                first = int(np.min(blk.rows, where=sel, initial=np.iinfo(blk.rows.dtype).max))
+                last = int(np.max(blk.rows, where=sel, initial=-1))
             a, z = got.get(blk.file_idx, (first, last))
             got[blk.file_idx] = (min(a, first), max(z, last))
     return [
@@ -334,20 +337,25 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     gaps = {"count": 0, "steps": 0, "longest_steps": 0}
     tok = cfg.tokenizer
     held_out = m.plant_id in cfg.held_out_plants
-    for asset in m.assets:
+    assets = [a for a in m.assets if any(t.asset == a for t in kept_tags)]
+    for i, asset in enumerate(assets):
         tags = [t for t in kept_tags if t.asset == asset]
-        if not tags:
-            continue
+        aligned = []
         for al in align_asset(blocks, m, asset, tags):
             length = al.values.shape[1]
+            bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
+            bounds = {k: v for k, v in bounds.items() if v[1] > v[0]}
+            spans = [(_step_ns(al, s), _step_ns(al, e)) for s, e in bounds.values()]
+            aligned.append((al, bounds, _lineages(blocks, {t.name for t in tags}, al.series, spans, inputs)))
+        later = {t.name for t in kept_tags if t.asset in assets[i + 1 :]}
+        blocks = [blk for blk in blocks if later.intersection(blk.tags)]  # the validated values no later asset needs go now
+        if any_big and not blocks:
+            _release_memory()  # before this asset's grids are scaled and encoded
+        for al, bounds, lineages in aligned:
             runs = _runs(~al.observed.any(axis=0))
             gaps["count"] += len(runs)
             gaps["steps"] += int(sum(runs))
             gaps["longest_steps"] = max([gaps["longest_steps"], *runs])
-            bounds = {"heldout": (0, length)} if held_out else _split_bounds(length, cfg)
-            bounds = {k: v for k, v in bounds.items() if v[1] > v[0]}
-            spans = [(_step_ns(al, s), _step_ns(al, e)) for s, e in bounds.values()]
-            lineages = _lineages(blocks, {t.name for t in tags}, al.series, spans, inputs)
             a, b = bounds["heldout" if held_out else "train"]
             loc, scale = tok.scale_stats(al.values[:, a:b], al.observed[:, a:b])
             z = tok.encode(al.values, al.observed, loc, scale)  # unobserved (NaN) positions become 0
@@ -376,9 +384,6 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                         "lineage": lineage,
                     }
                 )
-    del blocks
-    if any_big:
-        _release_memory()  # the validated values are gone (the grids' encoded rows remain): hand them back
     report = {
         "plant_id": pid,
         "inputs": inputs,

@@ -235,7 +235,7 @@ def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, i
     spec = ctx.spec
     types = {auto[pos[c]]: (time_type if c == spec.timestamp_column else pa.string()) for c in text_cols}
     types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
-    block_size = 1 << 20
+    block_size = 1 << 18
     reader = pacsv.open_csv(
         str(ctx.path),  # straight from the file: no copy of its bytes in Python
         read_options=pacsv.ReadOptions(column_names=auto, skip_rows=1 if spec.header else 0, block_size=block_size),

@@ -52,8 +52,8 @@ class Block:
     tags: list[str]
     ts: np.ndarray
     """int64 nanoseconds since the epoch (UTC) per row."""
-    rows: np.ndarray
-    """int64: the input row of each row (lineage)."""
+    rows: np.ndarray | None
+    """Integers: the input row of each row (lineage); None when row i is input row i (a wide file)."""
     series_codes: np.ndarray
     """int32 per row: index into ``series_names``."""
     series_names: list[str]
@@ -74,9 +74,12 @@ class Block:
                 "timestamp": ts,
                 "tag": np.repeat(np.array(self.tags, dtype=object), n)[ok],
                 "value": self.values.reshape(-1)[ok],
-                "row": np.tile(self.rows, k)[ok],
+                "row": np.tile(self.row_numbers(), k)[ok],
             }
         )
+
+    def row_numbers(self) -> np.ndarray:
+        return np.arange(len(self.ts), dtype=np.int64) if self.rows is None else self.rows
 
 
 @dataclass
@@ -175,7 +178,6 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
     # file's row numbers and no copy of the value matrix is made.
     live = reason == 0
     everything = bool(live.all())
-    rows = np.arange(n, dtype=np.int64)
     tl, cl = t, w.series_codes
     groups = [None] if single else [np.flatnonzero(cl == c) for c in range(len(w.series_names))]
     reordered = np.zeros(n, dtype=bool)
@@ -226,7 +228,7 @@ def _validate_wide(rec: Records, w: WideTable, m: PlantManifest, consume: bool) 
             repaired[stuck] = True
             cells["stuck"] += len(stuck)
     report, q = _report(rec, reason, ROW_REASONS, int(repaired.sum()), cells, missing, int(reordered.sum()))
-    block = Block(list(w.tags), tl, rows, cl, list(w.series_names), vals)
+    block = Block(list(w.tags), tl, None, cl, list(w.series_names), vals)  # rows: the file's own (none are compacted)
     return Validated([block], report, q)
 
 
@@ -262,18 +264,25 @@ def _validate_long(rec: Records, L: LongTable, m: PlantManifest, consume: bool) 
     key[~ok] = n_groups
     counts = np.bincount(key, minlength=n_groups + 1)[:n_groups].astype(np.int64)
     perm = np.argsort(key, kind="stable")[: int(counts.sum())]
+    if n < 2**31:
+        perm = perm.astype(np.int32)  # the input rows (lineage) in half the memory
     del ok, key
     if consume:
         L.tag_codes = None
+
+    def gathered(a: np.ndarray) -> np.ndarray:
+        """``a`` in tag-major order; all-zero columns (one series, no flags) stay unwritten zeros."""
+        return a[perm] if a.any() else np.zeros(len(perm), dtype=a.dtype)
+
     # the reordered copies replace the originals one by one when the records are consumed
     tp = L.ts.view("int64")[perm]
-    sp = L.series_codes[perm]
+    sp = gathered(L.series_codes)
     if consume:
         L.ts = L.series_codes = None
     vp = L.values[perm]
     if consume:
         L.values = None
-    nnp, bqp = L.non_numeric[perm], L.bad_quality[perm]
+    nnp, bqp = gathered(L.non_numeric), gathered(L.bad_quality)
     if consume:
         L.non_numeric = L.bad_quality = None
     lo, hi = _limits(m, L.tag_names)
