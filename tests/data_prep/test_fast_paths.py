@@ -55,6 +55,16 @@ CASES = {
         {}, "timestamp,T,P\n" + "".join(f"2026-01-01 00:{i // 60:02d}:{i % 60:02d},{7 if i < 90 else i},{-5 if i == 3 else 1}\n" for i in range(120))
     ),
     "crlf_and_quotes": ({}, 'timestamp,"T",P\r\n"2026-01-01 00:00:00","1.5",2\r\n"2026-01-01 00:00:01","",3\r\n'),
+    # several of Arrow's 256 KB blocks, historian text in both columns in every block (the text cells of all
+    # blocks are converted in one call at the end), a decimal comma and a time format
+    "many_blocks_text_everywhere": (
+        {"delimiter": ";", "decimal": ",", "timestamp_format": "%d.%m.%Y %H:%M:%S"},
+        "timestamp;T;P\n" + "".join(
+            f"{1 + i // 86400:02d}.03.2026 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d};"
+            f"{'Inp OutRange' if i % 997 == 5 else f'{i % 90},{i % 7}'};{'Bad' if i % 1301 == 9 else ' 1,5 ' if i % 11 == 0 else i % 100}\n"
+            for i in range(40_000)
+        ),
+    ),
 }
 
 
