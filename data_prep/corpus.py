@@ -489,11 +489,25 @@ def _manifest(path: str | Path, data_root: str | Path | None) -> PlantManifest:
     return _MANIFESTS[key]
 
 
+_MANIFEST_SHA: dict[tuple, str] = {}
+
+
+def _manifest_sha(path: str | Path) -> str:
+    """sha256 of a manifest file's bytes, cached by the file's identity (as ``_manifest``)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _MANIFEST_SHA:
+        if len(_MANIFEST_SHA) > 4096:
+            _MANIFEST_SHA.clear()
+        _MANIFEST_SHA[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _MANIFEST_SHA[key]
+
+
 def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
     key_check = hmac.new(key, b"max-fm key check", hashlib.sha256).hexdigest() if key else ""
     return _canonical_hash(
         {
-            "manifest": hashlib.sha256(Path(m.source).read_bytes()).hexdigest(),
+            "manifest": _manifest_sha(m.source),
             "recipe": cfg.to_dict(),
             "key": key_check,
             "format": CORPUS_FORMAT_VERSION,
