@@ -10,8 +10,8 @@ Layout of a corpus folder::
 
 Build = one *part* per plant (parallel with ``num_proc``, or spread over SLURM array tasks with
 ``shard_index/num_shards``), then a *merge* of all parts in plant order into ``data/`` + ``manifest.json``.
-A part is written to a temporary folder and renamed when complete, so a killed job leaves either a
-finished part or none; a rerun skips finished parts whose fingerprint (manifest, recipe, key) matches.
+A part is written to a temporary folder (``parts/.tmp/<plant>/``) and renamed when complete, so a killed
+job leaves either a finished part or none; a rerun skips finished parts whose fingerprint (manifest, recipe, key) matches.
 Same inputs + recipe + key -> byte-identical shards and the same ``content_hash``.
 
 One row of the dataset is one series of an asset (all its aligned channels) over one split. Splits are by
@@ -545,9 +545,11 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         info = json.loads(done.read_text())
         if info.get("fingerprint") == fp:
             return {**info, "reused": True}
-    for stale in parts.glob(f".tmp-{pid}-*"):  # left by a killed run; a plant belongs to one shard only
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = parts / f".tmp-{pid}-{os.getpid()}"
+    # parts/.tmp/<plant>/<process>: what a killed run left of this plant is found without listing the parts
+    # folder (thousands of plants in a SLURM array); a plant belongs to one shard only
+    staging = parts / ".tmp" / pid
+    shutil.rmtree(staging, ignore_errors=True)
+    tmp = staging / str(os.getpid())
     tmp.mkdir(parents=True)
     with _arrow_prep_pool():
         res = prep_plant(m, cfg, names)
@@ -587,6 +589,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    staging.rmdir()
     return {**info, "reused": False}
 
 

@@ -74,7 +74,7 @@ def test_resume_after_kill(reference, manifests, tmp_path):
     assert r.returncode == 3, r.stderr  # done, with the sim's quarantined rows
     assert "kiln_a: reused" in r.stdout
     assert _hashes(out) == reference
-    assert not list((out / "parts").glob(".tmp-*"))
+    assert not list((out / "parts" / ".tmp").glob("*"))  # the killed run's staging folder is gone
 
 
 def test_changed_recipe_rebuilds_part(manifests, tmp_path):
