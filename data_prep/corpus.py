@@ -43,7 +43,7 @@ import pyarrow as pa
 from data_prep.align import align_asset
 from data_prep.governance import Names, allowed, load_key
 from data_prep.manifest import SENSOR_KINDS, SHARING_LEVELS, ManifestError, PlantManifest, load_manifest
-from data_prep.readers import read_file
+from data_prep.readers import raw_paths, read_file
 from data_prep.tokenizer import TokenizerSpec
 from data_prep.validate import Block, FileReport, validate
 
@@ -618,6 +618,24 @@ def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig, data_root: 
     return Selection(inc, len(manifests) - len(inc))
 
 
+_POOL_MIN_BYTES = 8 << 20
+"""Below this much raw input the parts are built in this process even with ``num_proc`` > 1: starting a
+worker pool (forked processes warming up) costs more than it saves on a few MB (measured on the 2.2 MB
+benchmark input: 0.11 s in one process, 0.12 s with two)."""
+
+
+def _raw_bytes(manifests: list[PlantManifest]) -> int:
+    """Bytes of the raw files the manifests name (a missing file counts 0: its part quarantines it)."""
+    total = 0
+    for m in manifests:
+        for spec in m.files:
+            try:
+                total += sum(p.stat().st_size for p in raw_paths(m, spec))
+            except (OSError, ManifestError):
+                pass
+    return total
+
+
 def build_parts(
     manifest_paths: list[str | Path],
     out: str | Path,
@@ -643,8 +661,8 @@ def build_parts(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc="prep plants", unit="plant", disable=None)
-    if num_proc > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=num_proc) as ex:
+    if num_proc > 1 and len(jobs) > 1 and _raw_bytes(mine) >= _POOL_MIN_BYTES:
+        with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs))) as ex:
             for info in ex.map(_build_part_job, jobs):
                 results.append(info)
                 bar.update()

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import resource
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import datasets
 import pytest
 import yaml
 
+from data_prep import corpus as corpus_mod
 from data_prep.corpus import PrepConfig, build_corpus, build_parts, merge
+from data_prep.manifest import load_manifest
 from fm.cli import main
 
 
@@ -34,9 +37,27 @@ def test_two_builds_are_byte_identical(reference, corpus):
     assert reference[1]  # there are shards to compare
 
 
-def test_parallel_build_equals_single(reference, manifests, tmp_path):
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def test_parallel_build_equals_single(reference, manifests, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "_POOL_MIN_BYTES", 0)  # the test plants are small: use the pool anyway
     out = tmp_path / "c"
+    before = _children_cpu_s()
     build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
+    assert _children_cpu_s() > before  # worker processes did the parts
+    assert _hashes(out) == reference
+
+
+def test_small_inputs_skip_the_worker_pool(reference, manifests, tmp_path):
+    """A few MB of raw input are built in this process even with num_proc > 1 (a pool costs more)."""
+    assert corpus_mod._raw_bytes([load_manifest(p) for p in manifests]) < corpus_mod._POOL_MIN_BYTES
+    out = tmp_path / "c"
+    before = _children_cpu_s()
+    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
+    assert _children_cpu_s() == before
     assert _hashes(out) == reference
 
 
