@@ -108,6 +108,7 @@ def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Corpus rows as an Arrow table (one record batch) with the FEATURES schema."""
     return pa.Table.from_batches([rows_to_batch(rows)])
 
 

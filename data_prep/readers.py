@@ -827,7 +827,7 @@ def _read_long_parquet_arrow(ctx: _Ctx) -> Records | None:
     try:
         for batch in pf.iter_batches(batch_size=1 << 16, columns=list(need.values()), use_threads=False):
             k = batch.num_rows
-            got = {k: batch.column(c) for k, c in need.items()}
+            got = {key: batch.column(c) for key, c in need.items()}
             t = pc.cast(got["ts"], ns_type).cast(pa.int64())  # out of the ns range: ArrowInvalid -> pandas
             ts[at : at + k] = pc.fill_null(t, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
             tag_codes[at : at + k] = tags(got["tag"])
