@@ -254,10 +254,9 @@ def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, i
     n = 0
     for batch in reader:
         m = batch.num_rows
-        if n + m > values.shape[1]:  # first block: room for the whole file at its density, plus 10 %
-            size = ctx.path.stat().st_size
-            cap = max(n + m, int(m * size / block_size * 1.1) + 1024 if n == 0 else int(values.shape[1] * 1.25) + 1024)
-            values, bad = _grown(values, n, cap), _grown(bad, n, cap)
+        if n + m > values.shape[1]:  # first block: room for the whole file at its density, plus 10 %; later: double
+            cap = int(m * ctx.path.stat().st_size / block_size * 1.1) + 1024 if n == 0 else 2 * values.shape[1]
+            values, bad = _grown(values, n, max(cap, n + m)), _grown(bad, n, max(cap, n + m))
         for c, acc in text.items():
             acc.append(batch.column(auto[pos[c]]))
         for j, c in enumerate(num_cols):

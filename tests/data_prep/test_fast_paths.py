@@ -57,6 +57,16 @@ CASES = {
     "crlf_and_quotes": ({}, 'timestamp,"T",P\r\n"2026-01-01 00:00:00","1.5",2\r\n"2026-01-01 00:00:01","",3\r\n'),
     # several of Arrow's 256 KB blocks, historian text in both columns in every block (the text cells of all
     # blocks are converted in one call at the end), a decimal comma and a time format
+    # the first 256 KB block holds long rows (a wide unmapped note), the rest short ones: the value arrays sized
+    # from the first block's density overflow and grow while the file is read
+    "dense_tail_grows_arrays": (
+        {},
+        "timestamp,T,P,note\n" + "".join(
+            f"2026-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{i % 50},{'x' if i % 5000 == 7 else i % 40},"
+            + ("n" * 400 if i < 700 else "") + "\n"
+            for i in range(60_000)
+        ),
+    ),
     "many_blocks_text_everywhere": (
         {"delimiter": ";", "decimal": ",", "timestamp_format": "%d.%m.%Y %H:%M:%S"},
         "timestamp;T;P\n" + "".join(
@@ -132,6 +142,16 @@ def test_fast_path_equals_pandas_path(tmp_path, monkeypatch, case):
     # only the numbers go through Arrow's kernels the first time)
     assert calls == ([False, False] if case == "whitespace_delimited" else [True, False])
     _assert_same(fast, slow)
+
+
+def test_value_arrays_grow_past_the_first_estimate(tmp_path, monkeypatch):
+    """The dense tail of "dense_tail_grows_arrays" overflows the arrays sized from its first block: they grow
+    (and the parametrized test above requires the same records as the pandas path)."""
+    grown = []
+    real = readers._grown
+    monkeypatch.setattr(readers, "_grown", lambda a, n, cap: grown.append(n) or real(a, n, cap))
+    rec, _ = _read(_manifest(tmp_path, "dense_tail_grows_arrays"), True, monkeypatch)
+    assert rec.n_rows == 60_000 and any(n > 0 for n in grown)
 
 
 def test_fast_path_rules_are_counted(tmp_path, monkeypatch):
