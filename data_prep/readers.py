@@ -413,10 +413,9 @@ def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
     if layout is None:
         return None
     at, width = layout
-    ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
-    parsed_day = (ns.astype("datetime64[D]") - ns.astype("datetime64[M]")).astype(np.int64) + 1
+    parsed_day = pc.fill_null(pc.day(t), 99).to_numpy(zero_copy_only=False)  # a cell that did not parse: 99
     # a day that overflowed its month comes out as day 1-3 of the next one: only those rows need a look
-    suspects = np.flatnonzero(~np.isnat(ns) & (parsed_day <= 3))
+    suspects = np.flatnonzero(parsed_day <= 3)
     if not len(suspects):
         return t
     cells = pc.take(s, pa.array(suspects))
