@@ -55,8 +55,6 @@ CASES = {
         {}, "timestamp,T,P\n" + "".join(f"2026-01-01 00:{i // 60:02d}:{i % 60:02d},{7 if i < 90 else i},{-5 if i == 3 else 1}\n" for i in range(120))
     ),
     "crlf_and_quotes": ({}, 'timestamp,"T",P\r\n"2026-01-01 00:00:00","1.5",2\r\n"2026-01-01 00:00:01","",3\r\n'),
-    # several of Arrow's 256 KB blocks, historian text in both columns in every block (the text cells of all
-    # blocks are converted in one call at the end), a decimal comma and a time format
     # the first 256 KB block holds long rows (a wide unmapped note), the rest short ones: the value arrays sized
     # from the first block's density overflow and grow while the file is read
     "dense_tail_grows_arrays": (
@@ -67,6 +65,8 @@ CASES = {
             for i in range(60_000)
         ),
     ),
+    # several of Arrow's 256 KB blocks, historian text in both columns in every block (the text cells of all
+    # blocks are converted in one call at the end), a decimal comma and a time format
     "many_blocks_text_everywhere": (
         {"delimiter": ";", "decimal": ",", "timestamp_format": "%d.%m.%Y %H:%M:%S"},
         "timestamp;T;P\n" + "".join(
