@@ -224,7 +224,7 @@ class _ArrowWide:
     """(len(numeric), n) bool: a cell with text that is not a number."""
 
 
-def _arrow_blocks(ctx: _Ctx, names: list[str], auto: list[str], pos: dict[str, int], text_cols: list[str],
+def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: list[str],
                   num_cols: list[str], as_text: set[str], time_type: pa.DataType) -> tuple[int, dict[str, list], np.ndarray, np.ndarray]:
     """One pass over the file: (rows, text columns' blocks, values, non_numeric), the last two (columns,
     rows) arrays with the numeric columns in ``num_cols`` order, filled block by block (no per-block copies
@@ -320,7 +320,7 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
     time_type = _arrow_time_type(spec)
     for _attempt in range(4):
         try:
-            got = _arrow_blocks(ctx, names, auto, pos, text_cols, num_cols, as_text, time_type)
+            got = _arrow_blocks(ctx, auto, pos, text_cols, num_cols, as_text, time_type)
         except pa.ArrowInvalid as e:
             bad = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ", str(e))
             col = names[int(bad.group(1))] if bad else None
@@ -452,10 +452,7 @@ def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
     ok = pc.is_valid(t).to_numpy(zero_copy_only=False)
     if (ok != present).any():
         return None
-    ns = t.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
-    if ctx.m.timezone == "UTC":
-        return ns
-    return _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
+    return _local_to_utc(t.to_numpy(zero_copy_only=False).astype("datetime64[ns]"), ctx.m.timezone, groups)
 
 
 def _typed_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
@@ -463,7 +460,7 @@ def _typed_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
     if pa.types.is_timestamp(col.type):  # naive local times, all parsed
         ns = pc.fill_null(col.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
         ns = ns.astype(np.int64, copy=False).view("datetime64[ns]")  # an empty cell is NaT
-        return ns if ctx.m.timezone == "UTC" else _utc_ns(_localize(pd.Series(ns), ctx.m.timezone, groups))
+        return _local_to_utc(ns, ctx.m.timezone, groups)
     if pa.types.is_floating(col.type):  # epoch numbers or step counts
         return _timestamps(ctx, pd.Series(col.to_numpy(zero_copy_only=False), dtype=float), groups)
     return _arrow_times(ctx, col, groups)
@@ -543,6 +540,23 @@ def _localize_one(t: pd.Series, tz: str) -> pd.Series:
         return t.dt.tz_localize(tz, ambiguous="infer", nonexistent="NaT")
     except (ValueError, TypeError):
         return t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+
+
+def _local_to_utc(ns: np.ndarray, tz: str, groups: np.ndarray | None) -> np.ndarray:
+    """Naive local datetime64[ns] in the plant's time zone -> UTC (see ``_localize``); as is in UTC."""
+    return ns if tz == "UTC" else _utc_ns(_localize(pd.Series(ns), tz, groups))
+
+
+def _record_groups(s_codes: np.ndarray, tag_codes: np.ndarray, n_tags: int) -> np.ndarray:
+    """One group per (series, tag) of a long file, for DST inference (a long file interleaves the tags)."""
+    return s_codes.astype(np.int64) * n_tags + tag_codes
+
+
+def _bad_quality_lut(uniques, bad_set: set[str]) -> np.ndarray:
+    """Per distinct quality value (missing ones as None or NaN): is it bad? One more entry at the end for a
+    missing cell, so that codes with -1 or ``len(uniques)`` for missing index it."""
+    return np.array([_norm_quality(np.nan if u is None else u) in bad_set for u in uniques] + [_norm_quality(np.nan) in bad_set],
+                    dtype=bool)
 
 
 def _localize(t: pd.Series, tz: str, groups: np.ndarray | None) -> pd.Series:
@@ -682,10 +696,6 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
 
         def text(c: str) -> pd.Series:
             return _arrow_strings(fast.text[c])
-
-        def numeric(c: str) -> tuple[np.ndarray, np.ndarray]:
-            j = fast.numeric.index(c)
-            return fast.values[j], fast.non_numeric[j]
     for c, what, k in ((spec.timestamp_column, "timestamp", "timestamp_column"), (spec.series_column, "series", "series_column")):
         if c is not None and c not in columns:
             raise ctx.error(f"{what} column {c!r} not found; columns are {columns}", k)
@@ -706,7 +716,8 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     unmapped = [c for c in columns if c not in known and c not in used]
     if n and not tag_cols:
         raise ctx.error(f"none of the manifest's tags appear as columns; columns are {columns}")
-    if fast is not None and fast.numeric == tag_cols:  # Arrow filled the (tags, rows) arrays already
+    if fast is not None:  # Arrow filled the (tags, rows) arrays already: its numeric columns are tag_cols
+        assert fast.numeric == tag_cols
         values, bad = fast.values, fast.non_numeric
     else:
         values = np.empty((len(tag_cols), n))
@@ -835,10 +846,8 @@ def _read_long_parquet_arrow(ctx: _Ctx) -> Records | None:
             if "quality" in got:
                 q = got["quality"]
                 d = q if pa.types.is_dictionary(q.type) else pc.dictionary_encode(q)
-                bad = np.array([_norm_quality(np.nan if u is None else u) in bad_set for u in d.dictionary.to_pylist()]
-                               + [_norm_quality(np.nan) in bad_set], dtype=bool)
                 idx = pc.fill_null(d.indices, len(d.dictionary)).to_numpy(zero_copy_only=False)
-                bad_q[at : at + k] = bad[idx]
+                bad_q[at : at + k] = _bad_quality_lut(d.dictionary.to_pylist(), bad_set)[idx]
             at += k
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
@@ -846,8 +855,7 @@ def _read_long_parquet_arrow(ctx: _Ctx) -> Records | None:
         return None
     ts = ts.view("datetime64[ns]")
     if ts_type.tz is None and m.timezone != "UTC":  # naive local times, as the pandas path localizes them
-        groups = s_codes.astype(np.int64) * len(tags.lut) + tag_codes
-        ts = _utc_ns(_localize(pd.Series(ts), m.timezone, groups))
+        ts = _local_to_utc(ts, m.timezone, _record_groups(s_codes, tag_codes, len(tags.lut)))
     if spec.quality_column is not None:
         v[bad_q] = np.nan
     if spec.series_column is None:
@@ -878,7 +886,7 @@ def _read_long_csv_arrow(ctx: _Ctx) -> Records | None:
         s_codes, s_names = np.zeros(n, dtype=np.int32), [_series_of_file(spec, ctx.path)]
     else:
         s_codes, s_names = _arrow_codes(fast.text[spec.series_column], spec.series_prefix)
-    groups = s_codes.astype(np.int64) * len(tag_names) + tag_codes if m.timezone != "UTC" else None
+    groups = _record_groups(s_codes, tag_codes, len(tag_names)) if m.timezone != "UTC" else None
     ts_col = fast.text[spec.timestamp_column]
     ts = _typed_times(ctx, ts_col, groups)
     if ts is None:
@@ -922,9 +930,7 @@ def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]
         s_codes, s_names = np.zeros(n, dtype=np.int32), [_series_of_file(spec, path)]
     else:
         s_codes, s_names = _text_codes(_column(ctx, df, spec.series_column, "series_column", "series"), spec.series_prefix)
-    groups = None
-    if m.timezone != "UTC":  # DST inference runs per (series, tag): a long file interleaves the tags
-        groups = s_codes.astype(np.int64) * len(tag_names) + tag_codes
+    groups = _record_groups(s_codes, tag_codes, len(tag_names)) if m.timezone != "UTC" else None
     ts = _timestamps(ctx, ts_raw, groups)
     vcol = _column(ctx, df, spec.value_column, "value_column", "value")
     if pd.api.types.is_numeric_dtype(vcol) and not pd.api.types.is_bool_dtype(vcol):
@@ -937,8 +943,7 @@ def read_long(m: PlantManifest, spec: FileSpec, path: Path, key: str = "files[?]
         q = _column(ctx, df, spec.quality_column, "quality_column", "quality")
         bad_set = {_norm_quality(b) for b in spec.bad_quality}
         q_codes, q_uniques = pd.factorize(q, sort=False, use_na_sentinel=True)
-        bad_u = np.array([_norm_quality(u) in bad_set for u in q_uniques] + [_norm_quality(np.nan) in bad_set], dtype=bool)
-        bad_q = bad_u[np.where(q_codes < 0, len(q_uniques), q_codes)]
+        bad_q = _bad_quality_lut(q_uniques, bad_set)[np.where(q_codes < 0, len(q_uniques), q_codes)]
         v = np.where(bad_q, np.nan, v)
         non_numeric = non_numeric & ~bad_q
         del q

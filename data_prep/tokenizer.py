@@ -101,8 +101,9 @@ def _quartiles_sorted(x: np.ndarray, observed: np.ndarray) -> list:
     k = observed.sum(axis=1)
     rows = np.arange(x.shape[0])
     cols = []
+    alpha = beta = 1  # numpy's "linear" method; its virtual index is written out the same way, to match bit for bit
     for q in (0.25, 0.5, 0.75):
-        virtual = k * q + (1 + q * (1 - 1 - 1)) - 1  # numpy's virtual index for alpha = beta = 1
+        virtual = k * q + (alpha + q * (1 - alpha - beta)) - 1
         prev = np.floor(virtual)
         top = virtual >= k - 1
         prev_i = np.where(top, k - 1, prev).astype(np.intp)
