@@ -472,36 +472,33 @@ def _load_libc():
 _LIBC = _load_libc()
 
 
-_MANIFESTS: dict[tuple, PlantManifest] = {}
+_BY_FILE: dict[tuple, object] = {}
+
+
+def _cached_by_file(what: str, path: str | Path, extra: str, build: Callable[[], object]):
+    """``build()``, cached per process under (what, the file's identity (path, size, mtime), ``extra``): a
+    build reads each manifest once, not once for selection, once per part and once for the merge. An
+    edited file has a new mtime and is read again; a missing one is never cached (``build`` says why)."""
+    p = Path(path).resolve()
+    st = p.stat() if p.is_file() else None
+    if st is None:
+        return build()
+    key = (what, str(path), str(p), st.st_size, st.st_mtime_ns, extra)
+    if key not in _BY_FILE:
+        if len(_BY_FILE) > 8192:
+            _BY_FILE.clear()
+        _BY_FILE[key] = build()
+    return _BY_FILE[key]
 
 
 def _manifest(path: str | Path, data_root: str | Path | None) -> PlantManifest:
-    """``load_manifest`` with a per-process cache keyed by the file's identity (path, size, mtime) and the
-    data root: a build reads each manifest once, not once for selection, once per part and once for the
-    merge. An edited file has a new mtime and is read again."""
-    p = Path(path).resolve()
-    st = p.stat() if p.is_file() else None
-    key = (str(path), str(p), st.st_size if st else None, st.st_mtime_ns if st else None, str(data_root))
-    if st is None or key not in _MANIFESTS:
-        m = load_manifest(path, data_root=data_root)  # a missing file raises its own clear error here
-        if len(_MANIFESTS) > 4096:
-            _MANIFESTS.clear()
-        _MANIFESTS[key] = m
-    return _MANIFESTS[key]
-
-
-_MANIFEST_SHA: dict[tuple, str] = {}
+    """``load_manifest``, cached by the file's identity and the data root (see ``_cached_by_file``)."""
+    return _cached_by_file("manifest", path, str(data_root), lambda: load_manifest(path, data_root=data_root))
 
 
 def _manifest_sha(path: str | Path) -> str:
-    """sha256 of a manifest file's bytes, cached by the file's identity (as ``_manifest``)."""
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _MANIFEST_SHA:
-        if len(_MANIFEST_SHA) > 4096:
-            _MANIFEST_SHA.clear()
-        _MANIFEST_SHA[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return _MANIFEST_SHA[key]
+    """sha256 of a manifest file's bytes, cached by the file's identity."""
+    return _cached_by_file("sha256", path, "", lambda: hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
 
 def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
