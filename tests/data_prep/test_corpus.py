@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_prep.corpus import PrepConfig, build_corpus
+from data_prep.corpus import PrepConfig, build_corpus, write_quarantine
 from data_prep.tokenizer import TokenizerSpec
 
 
@@ -41,6 +41,20 @@ def test_every_input_row_accounted(corpus, plants_dir):
     rep = json.loads((corpus / "parts/kiln_a/report.json").read_text())
     assert rep["files"][0]["repaired_cells"] == {"non_numeric": 5, "stuck": 240}
     assert "kept" in (corpus / "parts/kiln_a/report.txt").read_text()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5])
+def test_quarantine_writer_matches_pandas(tmp_path, rows):
+    """quarantine.csv is written without pandas; the bytes must stay what ``to_csv(index=False)`` writes,
+    for file names and reasons that need quoting (delimiter, quotes, line breaks) and non-ASCII text."""
+    names = ["raw/a.csv", 'raw/odd, "name".csv', "raw/zone\nbreak.csv", "Öfen/ü.parquet", "plain"]
+    reasons = ["duplicate_timestamp", "bad_timestamp: '31.02.'", 'text "Inp OutRange", col 3', "über\r\nlimit", ""]
+    q = pd.concat([pd.DataFrame({"file": names[i], "row": np.array([i, 10 * i + 7]), "reason": [reasons[i], reasons[-1 - i]]})
+                   for i in range(rows)] or [pd.DataFrame(columns=["file", "row", "reason"])], ignore_index=True)
+    write_quarantine(q, tmp_path / "ours.csv")
+    q.to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    assert len(pd.read_csv(tmp_path / "ours.csv", keep_default_na=False)) == 2 * rows
 
 
 def test_splits_are_by_time_and_do_not_overlap(corpus):
