@@ -61,6 +61,23 @@ def test_small_inputs_skip_the_worker_pool(reference, manifests, tmp_path):
     assert _hashes(out) == reference
 
 
+@pytest.mark.parametrize("slack", [0, 1])
+def test_small_plants_share_one_memory_trim(reference, manifests, tmp_path, monkeypatch, slack):
+    """Small plants hand memory back once the input read since the last trim reaches the threshold, not
+    after every plant: with the threshold at the three plants' input, one trim after the last; one byte
+    more, none. The corpus is the same either way."""
+    total = corpus_mod._raw_bytes([load_manifest(p) for p in manifests])
+    monkeypatch.setattr(corpus_mod, "_TRIM_AFTER_BYTES", total + slack)
+    calls = []
+    real = corpus_mod._release_memory
+    monkeypatch.setattr(corpus_mod, "_release_memory", lambda: (calls.append(corpus_mod._unreleased_input[0]), real()))
+    corpus_mod._release_memory()  # start from a trimmed process whatever ran before
+    calls.clear()
+    build_corpus(manifests, tmp_path / "c", PrepConfig(), log=lambda *_: None)
+    assert calls == ([] if slack else [total])
+    assert _hashes(tmp_path / "c") == reference
+
+
 def test_shards_then_merge_equal_single(reference, manifests, tmp_path):
     out = tmp_path / "c"
     seen = []
