@@ -75,20 +75,36 @@ def _align_series(pieces: list[Piece], tags: list[TagSpec], iv: float, asset: st
     t0 = (first // iv_ns) * iv_ns  # the grid is anchored at multiples of the interval since the epoch
     length = (last - t0) // iv_ns + 1
     values = np.full((len(tags), length), np.nan)
-    idx_of: dict[int, np.ndarray] = {}  # grid index per block row, shared by a block's tags
+    # grid index per block row, shared by a block's tags and dropped after the last channel that uses it
+    idx_of: dict[int, np.ndarray] = {}
+    last_use: dict[int, int] = {}
+    for p in pieces:
+        last_use[id(p.ts)] = max(last_use.get(id(p.ts), -1), p.channel)
     for c, t in enumerate(tags):
-        s = np.zeros(length)
-        k = np.zeros(length)
+        s = k = None
         for p, f in zip(pieces, fins, strict=True):
             if p.channel != c:
                 continue
             idx = idx_of.get(id(p.ts))
             if idx is None:
                 idx = idx_of[id(p.ts)] = np.clip((p.ts - t0) // iv_ns, 0, length - 1)  # rows with no value: any bin
-            s += np.bincount(idx, weights=np.where(f, p.values, 0.0), minlength=length)
-            k += np.bincount(idx, weights=f, minlength=length)
+            # sums over the finite values only, in row order: the same floats as adding 0.0 for the others
+            iv_f, v_f = (idx, p.values) if f.all() else (idx[f], p.values[f])
+            ps, pk = np.bincount(iv_f, weights=v_f, minlength=length), np.bincount(iv_f, minlength=length)
+            del iv_f, v_f
+            if s is None:
+                s, k = ps, pk
+            else:
+                s += ps
+                k += pk
+            del ps, pk
+        for key in [key for key, last in last_use.items() if last == c]:
+            idx_of.pop(key, None)
+        if s is None:
+            continue
         row = values[c]
         np.divide(s, k, out=row, where=k > 0)
+        del s, k
         hold = int(np.ceil(t.interval_s / iv)) - 1
         if hold > 0:
             values[c] = pd.Series(row).ffill(limit=hold).to_numpy()
