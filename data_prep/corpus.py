@@ -318,11 +318,10 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             continue
-        base = Path(spec.root) if spec.root else Path(m.source).parent
         records.reverse()
         while records:  # each file's raw records are dropped as soon as it is validated
             rec = records.pop()
-            fid = names("file", os.path.relpath(rec.file, base))
+            fid = _file_id(m, spec, rec.file, names)
             v = validate(rec, m, consume=True)
             v.report.file = fid
             for b in v.blocks:
@@ -415,7 +414,7 @@ def write_quarantine(q: pd.DataFrame, path: Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(q.columns)
-        w.writerows(zip(*(q[c].tolist() for c in q.columns)))
+        w.writerows(zip(*(q[c].tolist() for c in q.columns), strict=True))
 
 
 def human_report(rep: dict) -> str:
@@ -532,6 +531,55 @@ def _fingerprint(m: PlantManifest, cfg: PrepConfig, key: bytes | None) -> str:
     )
 
 
+def _file_id(m: PlantManifest, spec, path: str | Path, names: Names) -> str:
+    """A raw file's name in the corpus: its path relative to the file entry's root (default: the manifest's
+    folder), pseudonymized in a shared corpus."""
+    base = Path(spec.root) if spec.root else Path(m.source).parent
+    return names("file", os.path.relpath(path, base))
+
+
+def _input_identity(m: PlantManifest, names: Names) -> tuple[str, list[tuple[str, Path]]]:
+    """The raw files a manifest names now: (a digest of their (file id, size, mtime), [(file id, path)]).
+    A finished part records the digest taken before it read its inputs; a later build or merge compares:
+    an appended, edited, added or removed raw file makes the part stale. Only the digest is written (a
+    file's modification time is not the corpus' business)."""
+    entries, files = [], []
+    for spec in m.files:
+        try:
+            paths = raw_paths(m, spec)
+        except ManifestError:
+            entries.append([names("file", spec.path), None])  # missing: the part quarantines the entry
+            continue
+        for path in paths:
+            fid = _file_id(m, spec, path, names)
+            try:
+                st = os.stat(path)
+                entries.append([fid, st.st_size, st.st_mtime_ns])
+            except OSError:
+                entries.append([fid, None])
+            files.append((fid, Path(path)))
+    return _canonical_hash(entries), files
+
+
+def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Path) -> bool:
+    """Are the raw files behind a finished part (``info`` = its part.json) still the ones it was built
+    from? Same sizes and modification times: yes. Otherwise the files' sha256 decide (a copied or touched
+    file has new times and the same bytes); when they match, part.json takes the new digest, so the next
+    run needs no hashing."""
+    digest, files = _input_identity(m, names)
+    if info.get("inputs_stat") == digest:
+        return True
+    built = {i["file"]: i["sha256"] for i in info.get("inputs", [])}
+    if len(files) != len(built) or {fid for fid, _ in files} != set(built):
+        return False
+    if any(sha256_file(path) != built[fid] for fid, path in files):
+        return False
+    tmp = part_json.with_name(part_json.name + ".tmp")
+    tmp.write_text(json.dumps({**info, "inputs_stat": digest}, indent=2, sort_keys=True))
+    os.replace(tmp, part_json)
+    return True
+
+
 def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:
     counts = {}
     for s in SPLITS:
@@ -560,8 +608,9 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     done = final / "part.json"
     if not force and done.is_file():
         info = json.loads(done.read_text())
-        if info.get("fingerprint") == fp:
-            return {**info, "reused": True}
+        if info.get("fingerprint") == fp and _inputs_unchanged(info, m, names, done):
+            return {**json.loads(done.read_text()), "reused": True}
+    inputs_stat, _ = _input_identity(m, names)  # before reading: a file changed during the build is seen next time
     # parts/.tmp/<plant>/<process>: what a killed run left of this plant is found without listing the parts
     # folder (thousands of plants in a SLURM array); a plant belongs to one shard only
     staging = parts / ".tmp" / pid
@@ -598,6 +647,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
         "gaps": res.report["gaps"],
         "splits": _part_counts(res, cfg),
         "inputs": res.report["inputs"],
+        "inputs_stat": inputs_stat,
         "labels": labels,
     }
     (tmp / "part.json").write_text(json.dumps(info, indent=2, sort_keys=True))  # written last: the done marker
@@ -718,7 +768,10 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
         info = json.loads(part.read_text())
         if info["fingerprint"] != _fingerprint(m, cfg, key):
             raise ValueError(f"{out}: the part of {where} was built from another manifest, recipe or key; rebuild it")
-        infos.append(info)
+        if not _inputs_unchanged(info, m, names, part):
+            raise ValueError(f"{out}: the raw files of {where} changed (edited, appended, added or removed) since its part "
+                             "was built; rebuild it with fm prep build")
+        infos.append(json.loads(part.read_text()))
     splits = {}
     part_rows = [read_part_splits(out / "parts" / i["plant_id"] / PART_ROWS, i["splits"]) for i in infos]
     for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)
@@ -741,7 +794,8 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
         src = out / "parts" / i["plant_id"] / "labels"
         if src.is_dir():
             shutil.copytree(src, labels_dir / i["plant_id"])
-    plants = {i["plant_id"]: {k: v for k, v in i.items() if k not in ("plant_id", "reused")} for i in infos}
+    # inputs_stat (a digest of the raw files' times) is the build's own bookkeeping, not the corpus'
+    plants = {i["plant_id"]: {k: v for k, v in i.items() if k not in ("plant_id", "reused", "inputs_stat")} for i in infos}
     body = {
         "format_version": CORPUS_FORMAT_VERSION,
         "tokenizer": cfg.tokenizer.to_dict(),

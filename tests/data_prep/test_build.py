@@ -2,12 +2,14 @@
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import datasets
 import pytest
@@ -123,6 +125,82 @@ def test_changed_recipe_rebuilds_part(manifests, tmp_path):
     build_corpus(manifests[:1], out, PrepConfig(context_prefix=256), log=logs.append)
     verbs = [line.split(": ")[1].split(";")[0] for line in logs if line.startswith("[prep] kiln_a")]
     assert verbs == ["built", "reused", "built"]
+
+
+def _verbs(logs: list[str]) -> dict[str, str]:
+    return {line.split()[1].rstrip(":"): line.split(": ")[1].split(";")[0] for line in logs if " rows -> " in line}
+
+
+def _edit_line_csv(path, delta: float) -> None:
+    """Change one reading of the line's export (the same plant, new bytes)."""
+    lines = path.read_text().splitlines()
+    cells = lines[100].split(",")
+    cells[1] = f"{float(cells[1]) + delta:.2f}"
+    lines[100] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_changed_raw_file_rebuilds_its_part(plants_dir, tmp_path, monkeypatch):
+    """A plant whose raw file changed after its part was built is built again (the others are reused), and
+    the result equals a fresh build of the new files; a file with new times but the same bytes is reused,
+    and the run after that reuses it without hashing the raw files again."""
+    src = tmp_path / "plants"
+    shutil.copytree(plants_dir, src)
+    ms = sorted(src.glob("*/plant.yaml"))
+    raw = src / "line_c" / "raw" / "line_power.csv"
+    out, logs = tmp_path / "c", []
+    build_corpus(ms, out, PrepConfig(), log=logs.append)
+    _edit_line_csv(raw, 5.0)
+    logs.clear()
+    build_corpus(ms, out, PrepConfig(), log=logs.append)
+    assert _verbs(logs) == {"kiln_a": "reused", "line_c": "built", "pump_b": "reused"}
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["plants"]["line_c"]["inputs"][0]["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert "inputs_stat" not in m["plants"]["line_c"]  # the files' times stay out of the corpus
+    fresh = tmp_path / "fresh"
+    build_corpus(ms, fresh, PrepConfig(), log=lambda *_: None)
+    assert _hashes(out) == _hashes(fresh)
+
+    os.utime(raw, ns=(raw.stat().st_atime_ns, raw.stat().st_mtime_ns + 10**9))  # touched: same bytes
+    hashed = []
+    real = corpus_mod.sha256_file
+    monkeypatch.setattr(corpus_mod, "sha256_file", lambda p: (hashed.append(Path(p).name), real(p))[1])
+    logs.clear()
+    build_corpus(ms, out, PrepConfig(), log=logs.append)
+    assert _verbs(logs) == {"kiln_a": "reused", "line_c": "reused", "pump_b": "reused"}
+    assert "line_power.csv" in hashed  # new times: the bytes decided
+    hashed.clear()
+    build_corpus(ms, out, PrepConfig(), log=logs.append)
+    assert not [h for h in hashed if not h.endswith(".arrow")]  # now known: no raw file hashed again
+    assert _hashes(out) == _hashes(fresh)
+
+
+def test_merge_refuses_parts_of_changed_raw_files(plants_dir, tmp_path):
+    src = tmp_path / "plants"
+    shutil.copytree(plants_dir, src)
+    ms = sorted(src.glob("*/plant.yaml"))
+    build_parts(ms, tmp_path / "c", PrepConfig(), log=lambda *_: None)
+    _edit_line_csv(src / "line_c" / "raw" / "line_power.csv", -3.0)
+    with pytest.raises(ValueError, match="raw files of plant line_c changed"):
+        merge(ms, tmp_path / "c", PrepConfig(), log=lambda *_: None)
+
+
+def test_new_file_in_a_glob_rebuilds_the_part(plants_dir, tmp_path):
+    """A folder of per-run files (a glob in the manifest) that gains a file makes the part stale."""
+    src = tmp_path / "plants"
+    shutil.copytree(plants_dir, src)
+    mp = src / "line_c" / "plant.yaml"
+    mp.write_text(mp.read_text().replace("path: raw/line_power.csv", "path: raw/line_*.csv"))
+    raw = src / "line_c" / "raw" / "line_power.csv"
+    out, logs = tmp_path / "c", []
+    build_corpus([mp], out, PrepConfig(), log=logs.append)
+    lines = raw.read_text().splitlines()
+    (raw.parent / "line_power_2.csv").write_text("\n".join([lines[0], *lines[1:50]]) + "\n")  # a re-export of the first rows
+    logs.clear()
+    build_corpus([mp], out, PrepConfig(), log=logs.append)
+    assert _verbs(logs) == {"line_c": "built"}
+    inputs = json.loads((out / "manifest.json").read_text())["plants"]["line_c"]["inputs"]
+    assert [i["file"] for i in inputs] == ["raw/line_power.csv", "raw/line_power_2.csv"]
 
 
 def test_dry_run_writes_nothing(manifests, tmp_path, capsys):
