@@ -538,12 +538,26 @@ def _file_id(m: PlantManifest, spec, path: str | Path, names: Names) -> str:
     return names("file", os.path.relpath(path, base))
 
 
+def _label_name(path: str, names: Names) -> str:
+    """A label file's name in the corpus' labels/ folder."""
+    return names("file", path) + Path(path).suffix if names.pseudonymize else Path(path).name
+
+
 def _input_identity(m: PlantManifest, names: Names) -> tuple[str, list[tuple[str, Path]]]:
-    """The raw files a manifest names now: (a digest of their (file id, size, mtime), [(file id, path)]).
-    A finished part records the digest taken before it read its inputs; a later build or merge compares:
-    an appended, edited, added or removed raw file makes the part stale. Only the digest is written (a
-    file's modification time is not the corpus' business)."""
+    """The raw and label files a manifest names now: (a digest of their (file id, size, mtime),
+    [(file id, path)], label files' ids prefixed "label:"). A finished part records the digest taken before
+    it read its inputs; a later build or merge compares: an appended, edited, added or removed file makes
+    the part stale. Only the digest is written (a file's modification time is not the corpus' business)."""
     entries, files = [], []
+
+    def add(fid: str, path: Path) -> None:
+        try:
+            st = os.stat(path)
+            entries.append([fid, st.st_size, st.st_mtime_ns])
+        except OSError:
+            entries.append([fid, None])
+        files.append((fid, Path(path)))
+
     for spec in m.files:
         try:
             paths = raw_paths(m, spec)
@@ -551,25 +565,22 @@ def _input_identity(m: PlantManifest, names: Names) -> tuple[str, list[tuple[str
             entries.append([names("file", spec.path), None])  # missing: the part quarantines the entry
             continue
         for path in paths:
-            fid = _file_id(m, spec, path, names)
-            try:
-                st = os.stat(path)
-                entries.append([fid, st.st_size, st.st_mtime_ns])
-            except OSError:
-                entries.append([fid, None])
-            files.append((fid, Path(path)))
+            add(_file_id(m, spec, path, names), path)
+    for lab in m.labels:
+        add("label:" + _label_name(lab.path, names), m.resolve(lab.path))
     return _canonical_hash(entries), files
 
 
 def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Path) -> bool:
-    """Are the raw files behind a finished part (``info`` = its part.json) still the ones it was built
-    from? Same sizes and modification times: yes. Otherwise the files' sha256 decide (a copied or touched
+    """Are the raw and label files behind a finished part (``info`` = its part.json) still the ones it
+    was built from? Same sizes and modification times: yes. Otherwise the files' sha256 decide (a copied or touched
     file has new times and the same bytes); when they match, part.json takes the new digest, so the next
     run needs no hashing."""
     digest, files = _input_identity(m, names)
     if info.get("inputs_stat") == digest:
         return True
     built = {i["file"]: i["sha256"] for i in info.get("inputs", [])}
+    built.update({"label:" + lab["path"]: lab["sha256"] for lab in info.get("labels", [])})
     if len(files) != len(built) or {fid for fid, _ in files} != set(built):
         return False
     if any(sha256_file(path) != built[fid] for fid, path in files):
@@ -626,8 +637,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     labels = []
     for lab in m.labels:
         src = m.resolve(lab.path)
-        fname = names("file", lab.path) + Path(lab.path).suffix if names.pseudonymize else Path(lab.path).name
-        dst = tmp / "labels" / fname
+        dst = tmp / "labels" / _label_name(lab.path, names)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
         labels.append({"path": dst.name, "task": lab.task, "sha256": sha256_file(dst)})

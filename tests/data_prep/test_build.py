@@ -185,6 +185,22 @@ def test_merge_refuses_parts_of_changed_raw_files(plants_dir, tmp_path):
         merge(ms, tmp_path / "c", PrepConfig(), log=lambda *_: None)
 
 
+def test_changed_label_file_rebuilds_its_part(plants_dir, tmp_path):
+    src = tmp_path / "plants"
+    shutil.copytree(plants_dir, src)
+    mp = src / "kiln_a" / "plant.yaml"
+    out, logs = tmp_path / "c", []
+    build_corpus([mp], out, PrepConfig(), log=logs.append)
+    labels = src / "kiln_a" / "labels" / "quality.csv"
+    lines = labels.read_text().splitlines()
+    lines[1] = lines[1][:-1] + ("0" if lines[1].endswith("1") else "1")  # one batch re-graded (passed flips)
+    labels.write_text("\n".join(lines) + "\n")
+    logs.clear()
+    build_corpus([mp], out, PrepConfig(), log=logs.append)
+    assert _verbs(logs) == {"kiln_a": "built"}
+    assert (out / "labels" / "kiln_a" / "quality.csv").read_bytes() == labels.read_bytes()
+
+
 def test_new_file_in_a_glob_rebuilds_the_part(plants_dir, tmp_path):
     """A folder of per-run files (a glob in the manifest) that gains a file makes the part stale."""
     src = tmp_path / "plants"
