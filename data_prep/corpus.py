@@ -451,7 +451,7 @@ input (a trim walks the whole C heap: ~0.5 ms after one plant, ~3 ms in a proces
 after every small plant that was a tenth of a 30-plant build)."""
 
 _unreleased_input = [0]
-"""Input bytes read in this process since memory was last handed back."""
+"""Input bytes read in this process since the last end-of-part trim."""
 
 
 def _release_memory() -> None:
@@ -461,7 +461,6 @@ def _release_memory() -> None:
     pa.default_memory_pool().release_unused()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-    _unreleased_input[0] = 0
 
 
 class _arrow_prep_pool:
@@ -662,8 +661,9 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     }
     (tmp / "part.json").write_text(json.dumps(info, indent=2, sort_keys=True))  # written last: the done marker
     del res
-    if _unreleased_input[0] >= _TRIM_AFTER_BYTES:  # the plants built since the last trim read enough
+    if _unreleased_input[0] >= _TRIM_AFTER_BYTES:  # this plant, or those since the last end-of-part trim, read enough
         _release_memory()
+        _unreleased_input[0] = 0
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -73,8 +73,7 @@ def test_small_plants_share_one_memory_trim(reference, manifests, tmp_path, monk
     calls = []
     real = corpus_mod._release_memory
     monkeypatch.setattr(corpus_mod, "_release_memory", lambda: (calls.append(corpus_mod._unreleased_input[0]), real()))
-    corpus_mod._release_memory()  # start from a trimmed process whatever ran before
-    calls.clear()
+    monkeypatch.setattr(corpus_mod, "_unreleased_input", [0])  # whatever ran before in this process
     build_corpus(manifests, tmp_path / "c", PrepConfig(), log=lambda *_: None)
     assert calls == ([] if slack else [total])
     assert _hashes(tmp_path / "c") == reference
