@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import lightning as L
 from torch.utils.data import DataLoader
 
@@ -25,6 +27,7 @@ class CorpusDataModule(L.LightningDataModule):
         plants: list[str] | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        strict_resume: bool = True,
     ):
         """
         Args:
@@ -40,6 +43,8 @@ class CorpusDataModule(L.LightningDataModule):
             plants: Only these plant ids (default: all).
             num_workers: DataLoader workers.
             seed: Seeds the shuffling and the masks.
+            strict_resume: Refuse to resume from a checkpoint whose training data (corpus content hash,
+                window settings, plants, seed) differs from this run's; False warns and goes on.
         """
         super().__init__()
         if context_patches < 1 or horizon_patches < 1:
@@ -94,7 +99,15 @@ class CorpusDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             drop_last=True,
             progress=self._progress if self.trainer is not None else None,
+            identity=self._identity(),
+            strict=self.hparams.strict_resume,
         )
+
+    def _identity(self) -> dict:
+        """What decides the training samples; saved with the sampler position (see ResumableDataLoader)."""
+        spec = asdict(self.train_set.spec)
+        return {"corpus": self.manifest.get("content_hash"), "windows": len(self.train_set), "window_spec": spec,
+                "plants": None if self.hparams.plants is None else sorted(self.hparams.plants)}
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()

@@ -9,6 +9,7 @@ batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -59,16 +60,25 @@ class ResumableDataLoader(DataLoader):
     wires it to the trainer's loop counter, which is exact at checkpoint time (the loader itself runs
     ahead of training by the prefetched batch). The epoch is the sampler's (set by Lightning)."""
 
-    def __init__(self, *args, progress: Callable[[], int] | None = None, **kwargs):
+    def __init__(self, *args, progress: Callable[[], int] | None = None, identity: dict | None = None,
+                 strict: bool = True, **kwargs):
+        """``identity``: what defines the samples (corpus content hash, window count and settings...); it
+        is saved with the position, and a resume whose identity differs is refused (``strict``) or warned
+        about: the saved position would point into another order."""
         super().__init__(*args, **kwargs)
         if not isinstance(self.sampler, ResumableSampler):
             raise TypeError("ResumableDataLoader needs a ResumableSampler")
         self._progress = progress
+        self._identity = identity
+        self._strict = strict
 
     def state_dict(self) -> dict:
         batches = self._progress() if self._progress else 0
-        return {"epoch": int(self.sampler.epoch), "samples": int(batches * self.batch_size), "seed": self.sampler.seed,
-                "world_size": self.sampler.world_size}
+        state = {"epoch": int(self.sampler.epoch), "samples": int(batches * self.batch_size), "seed": self.sampler.seed,
+                 "world_size": self.sampler.world_size}
+        if self._identity is not None:
+            state["data"] = self._identity
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("world_size", self.sampler.world_size) != self.sampler.world_size:
@@ -76,4 +86,17 @@ class ResumableDataLoader(DataLoader):
                 f"checkpoint was written with {state['world_size']} data-parallel ranks, this run has "
                 f"{self.sampler.world_size}: the sample order would differ (resume on the same world size)"
             )
+        changed = []
+        if state.get("seed", self.sampler.seed) != self.sampler.seed:
+            changed.append(f"seed {state['seed']!r} -> {self.sampler.seed!r}")
+        saved, mine = state.get("data"), self._identity
+        if saved is not None and mine is not None:  # checkpoints from before identities carry none
+            changed += [f"{k} {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted({*saved, *mine}) if saved.get(k) != mine.get(k)]
+        if changed:
+            msg = ("the checkpoint's training data differs from this run's (" + "; ".join(changed) + "): the resumed "
+                   "run would not see the batches the interrupted one would have. Resume with the same corpus and data "
+                   "settings, or start a new run from the checkpoint's weights; --data.strict_resume false goes on anyway")
+            if self._strict:
+                raise ValueError(msg)
+            warnings.warn(msg, stacklevel=2)
         self.sampler.resume_at(state["epoch"], state["samples"])
