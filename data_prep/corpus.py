@@ -308,10 +308,13 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     any_big = False
     for spec in m.files:
         try:
-            records = read_file(m, spec)
-            size = sum(os.path.getsize(r.file) for r in records)
-            _unreleased_input[0] += size
+            size = sum(os.path.getsize(p) for p in raw_paths(m, spec))
             big = size >= _TRIM_AFTER_BYTES
+            if big and _unreleased_input[0]:
+                _release_memory()  # what earlier small plants left must not sit under this file's peak
+                _unreleased_input[0] = 0
+            _unreleased_input[0] += size
+            records = read_file(m, spec)
             any_big |= big
             if big:
                 _release_memory()  # the parser's buffers are gone: return them before validation allocates
