@@ -89,16 +89,22 @@ def inspect(corpus: str | Path) -> str:
 
 
 def _dry_run(a, cfg: PrepConfig) -> int:
-    from data_prep.corpus import human_report
+    from data_prep.corpus import human_report, part_plan
     from data_prep.governance import Names, load_key
 
-    names = Names(cfg.sharing, load_key(a.key_file))
+    key = load_key(a.key_file)
+    names = Names(cfg.sharing, key)
     sel = select_plants(a.manifests, cfg, a.data_root)
     bad = 0
     for m in sel.included:
         res = prep_plant(m, cfg, names)
         print(human_report(res.report), end="")
         bad += res.report["quarantined"] + len(res.report["files_quarantined"])
+    if (Path(a.out) / "parts").is_dir():  # what a build into this folder would redo (a rerun, a changed plant)
+        plans = {names("plant", m.plant_id): part_plan(m.source, a.out, cfg, key, a.data_root) for m in sel.included}
+        rebuild = [f"{pid} ({why})" for pid, (verb, why) in plans.items() if verb == "build"]
+        print(f"[prep] dry run: in {a.out}, {len(plans) - len(rebuild)} part(s) would be reused and {len(rebuild)} built"
+              + (": " + ", ".join(rebuild) if rebuild else ""))
     print(f"[prep] dry run: {len(sel.included)} plant(s) valid, {sel.excluded} left out by sharing; nothing written")
     return EXIT_QUARANTINED if bad else 0
 

@@ -573,11 +573,11 @@ def _input_identity(m: PlantManifest, names: Names) -> tuple[str, list[tuple[str
     return _canonical_hash(entries), files
 
 
-def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Path) -> bool:
+def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Path, record: bool = True) -> bool:
     """Are the raw and label files behind a finished part (``info`` = its part.json) still the ones it
     was built from? Same sizes and modification times: yes. Otherwise the files' sha256 decide (a copied or touched
-    file has new times and the same bytes); when they match, part.json takes the new digest, so the next
-    run needs no hashing."""
+    file has new times and the same bytes); when they match, part.json takes the new digest (unless not
+    ``record``), so the next run needs no hashing."""
     digest, files = _input_identity(m, names)
     if info.get("inputs_stat") == digest:
         return True
@@ -587,10 +587,29 @@ def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Pat
         return False
     if any(sha256_file(path) != built[fid] for fid, path in files):
         return False
+    if not record:
+        return True
     tmp = part_json.with_name(part_json.name + ".tmp")
     tmp.write_text(json.dumps({**info, "inputs_stat": digest}, indent=2, sort_keys=True))
     os.replace(tmp, part_json)
     return True
+
+
+def part_plan(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None,
+              data_root: str | Path | None = None) -> tuple[str, str]:
+    """What ``fm prep build`` would do with a plant's part in ``out``, without writing anything: ("reuse",
+    "") or ("build", why)."""
+    m = _manifest(manifest_path, data_root)
+    names = Names(cfg.sharing, key)
+    done = Path(out) / "parts" / names("plant", m.plant_id) / "part.json"
+    if not done.is_file():
+        return "build", "no finished part"
+    info = json.loads(done.read_text())
+    if info.get("fingerprint") != _fingerprint(m, cfg, key):
+        return "build", "manifest, recipe or key changed"
+    if not _inputs_unchanged(info, m, names, done, record=False):
+        return "build", "raw or label files changed"
+    return "reuse", ""
 
 
 def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:

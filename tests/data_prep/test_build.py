@@ -226,6 +226,23 @@ def test_dry_run_writes_nothing(manifests, tmp_path, capsys):
     assert "duplicate_timestamp" in text and "nothing written" in text
 
 
+def test_dry_run_tells_which_parts_a_rerun_would_build(plants_dir, tmp_path, capsys):
+    src = tmp_path / "plants"
+    shutil.copytree(plants_dir, src)
+    ms = sorted(src.glob("*/plant.yaml"))
+    out = tmp_path / "c"
+    build_corpus(ms, out, PrepConfig(), log=lambda *_: None)
+    _edit_line_csv(src / "line_c" / "raw" / "line_power.csv", 1.0)
+    pump = next((src / "pump_b" / "raw").iterdir())
+    os.utime(pump, ns=(pump.stat().st_atime_ns, pump.stat().st_mtime_ns + 10**9))  # touched, same bytes
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["prep", "build", "--dry-run", "--out", str(out), *map(str, ms)]) == 3
+    text = capsys.readouterr().out
+    assert "2 part(s) would be reused and 1 built: line_c (raw or label files changed)" in text
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing written, not even a digest
+
+
 def test_bad_file_is_quarantined_and_the_rest_goes_on(plants_dir, tmp_path, capsys):
     root = tmp_path / "plants"
     shutil.copytree(plants_dir, root)
