@@ -773,6 +773,9 @@ def build_parts(
         for job in jobs:
             results.append(_build_part_job(job))
             bar.update()
+        if _unreleased_input[0]:  # what the last small plants left goes before the merge allocates
+            _release_memory()
+            _unreleased_input[0] = 0
     bar.close()
     for info in results:
         verb = "reused" if info["reused"] else "built"

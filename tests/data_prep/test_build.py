@@ -63,19 +63,19 @@ def test_small_inputs_skip_the_worker_pool(reference, manifests, tmp_path):
     assert _hashes(out) == reference
 
 
-@pytest.mark.parametrize("slack", [0, 1])
-def test_small_plants_share_one_memory_trim(reference, manifests, tmp_path, monkeypatch, slack):
+def test_small_plants_share_one_memory_trim(reference, manifests, tmp_path, monkeypatch):
     """Small plants hand memory back once the input read since the last trim reaches the threshold, not
-    after every plant: with the threshold at the three plants' input, one trim after the last; one byte
-    more, none. The corpus is the same either way."""
-    total = corpus_mod._raw_bytes([load_manifest(p) for p in manifests])
-    monkeypatch.setattr(corpus_mod, "_TRIM_AFTER_BYTES", total + slack)
+    after every plant, and once more before the merge: with the threshold at the first two plants' input,
+    one trim after the second part and one after the third. The corpus is the same."""
+    sizes = [corpus_mod._raw_bytes([load_manifest(p)]) for p in manifests]  # built in this order
+    assert max(sizes) < sizes[0] + sizes[1]  # no single file reaches the threshold (no in-plant trims)
+    monkeypatch.setattr(corpus_mod, "_TRIM_AFTER_BYTES", sizes[0] + sizes[1])
     calls = []
     real = corpus_mod._release_memory
     monkeypatch.setattr(corpus_mod, "_release_memory", lambda: (calls.append(corpus_mod._unreleased_input[0]), real()))
     monkeypatch.setattr(corpus_mod, "_unreleased_input", [0])  # whatever ran before in this process
     build_corpus(manifests, tmp_path / "c", PrepConfig(), log=lambda *_: None)
-    assert calls == ([] if slack else [total])
+    assert calls == [sizes[0] + sizes[1], sizes[2]]
     assert _hashes(tmp_path / "c") == reference
 
 
