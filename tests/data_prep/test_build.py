@@ -180,7 +180,7 @@ def test_merge_refuses_parts_of_changed_raw_files(plants_dir, tmp_path):
     ms = sorted(src.glob("*/plant.yaml"))
     build_parts(ms, tmp_path / "c", PrepConfig(), log=lambda *_: None)
     _edit_line_csv(src / "line_c" / "raw" / "line_power.csv", -3.0)
-    with pytest.raises(ValueError, match="raw files of plant line_c changed"):
+    with pytest.raises(ValueError, match="raw or label files of plant line_c changed"):
         merge(ms, tmp_path / "c", PrepConfig(), log=lambda *_: None)
 
 
