@@ -98,10 +98,13 @@ def find_last_checkpoint(root: Path) -> str:
 
 def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
     """Write the trained model with save_pretrained on rank zero. Under ZeRO-3 every rank first joins the
-    gathering of the partitioned parameters."""
-    def save() -> None:
+    gathering of the partitioned parameters; under FSDP every rank joins the strategy's full state dict
+    (rank zero receives it, unsharded, on the CPU) and rank zero rebuilds the backbone from it."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    def save(net) -> None:
         if trainer.is_global_zero:
-            model.model.save_pretrained(export)
+            net.save_pretrained(export)
             (export / "training_summary.json").write_text(json.dumps(summary, indent=2))
             print(f"[{summary['stage']}] HF export written to {export}")
 
@@ -109,9 +112,24 @@ def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(list(model.model.parameters()), modifier_rank=None):
-            save()
+            save(model.model)
+    elif isinstance(trainer.strategy, FSDPStrategy):
+        # the wrapped parameters are flat shards: save_pretrained on them would write one rank's pieces
+        full = trainer.strategy.lightning_module_state_dict()
+        if trainer.is_global_zero:
+            save(backbone_from_state_dict(model.model.config, full))
     else:
-        save()
+        save(model.model)
+
+
+def backbone_from_state_dict(config, state: dict, prefix: str = "model."):
+    """A fresh ``MaxFMModel`` (CPU) holding the backbone weights of a full, unsharded ``MaxFMModule``
+    state dict (its keys under ``prefix``); every backbone weight must be there."""
+    from fm.model import MaxFMModel
+
+    net = MaxFMModel(config)
+    net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+    return net
 
 
 def finish_run(trainer) -> None:
