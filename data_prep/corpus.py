@@ -308,13 +308,13 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     any_big = False
     for spec in m.files:
         try:
-            size = sum(os.path.getsize(p) for p in raw_paths(m, spec))
+            paths = raw_paths(m, spec)
+            size = sum(os.path.getsize(p) for p in paths)
             big = size >= _TRIM_AFTER_BYTES
             if big and _unreleased_input[0]:
-                _release_memory()  # what earlier small plants left must not sit under this file's peak
-                _unreleased_input[0] = 0
+                _release_unreleased()  # what earlier small plants left must not sit under this file's peak
             _unreleased_input[0] += size
-            records = read_file(m, spec)
+            records = read_file(m, spec, paths)
             any_big |= big
             if big:
                 _release_memory()  # the parser's buffers are gone: return them before validation allocates
@@ -457,6 +457,12 @@ _unreleased_input = [0]
 """Input bytes read in this process since the last end-of-part trim."""
 
 
+def _release_unreleased() -> None:
+    """``_release_memory`` and a fresh count of the input read since."""
+    _release_memory()
+    _unreleased_input[0] = 0
+
+
 def _release_memory() -> None:
     """Hand memory freed by finished work back to the OS before the next one starts: Arrow's pool and,
     on glibc, the C heap (freed numpy blocks otherwise stay in the process as fragmented free space and
@@ -573,26 +579,26 @@ def _input_identity(m: PlantManifest, names: Names) -> tuple[str, list[tuple[str
     return _canonical_hash(entries), files
 
 
-def _inputs_unchanged(info: dict, m: PlantManifest, names: Names, part_json: Path, record: bool = True) -> bool:
-    """Are the raw and label files behind a finished part (``info`` = its part.json) still the ones it
-    was built from? Same sizes and modification times: yes. Otherwise the files' sha256 decide (a copied or touched
-    file has new times and the same bytes); when they match, part.json takes the new digest (unless not
-    ``record``), so the next run needs no hashing."""
+def _current_part(info: dict, m: PlantManifest, names: Names, part_json: Path, record: bool = True) -> dict | None:
+    """``info`` (a finished part's part.json) when the raw and label files behind it are still the ones it
+    was built from, else None. Same sizes and modification times: unchanged. Otherwise the files' sha256
+    decide (a copied or touched file has new times and the same bytes); when they match, the part takes
+    the new digest (written to part.json unless not ``record``), so the next run needs no hashing."""
     digest, files = _input_identity(m, names)
     if info.get("inputs_stat") == digest:
-        return True
+        return info
     built = {i["file"]: i["sha256"] for i in info.get("inputs", [])}
     built.update({"label:" + lab["path"]: lab["sha256"] for lab in info.get("labels", [])})
     if len(files) != len(built) or {fid for fid, _ in files} != set(built):
-        return False
+        return None
     if any(sha256_file(path) != built[fid] for fid, path in files):
-        return False
-    if not record:
-        return True
-    tmp = part_json.with_name(part_json.name + ".tmp")
-    tmp.write_text(json.dumps({**info, "inputs_stat": digest}, indent=2, sort_keys=True))
-    os.replace(tmp, part_json)
-    return True
+        return None
+    info = {**info, "inputs_stat": digest}
+    if record:
+        tmp = part_json.with_name(part_json.name + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+        os.replace(tmp, part_json)
+    return info
 
 
 def part_plan(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None,
@@ -607,7 +613,7 @@ def part_plan(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: 
     info = json.loads(done.read_text())
     if info.get("fingerprint") != _fingerprint(m, cfg, key):
         return "build", "manifest, recipe or key changed"
-    if not _inputs_unchanged(info, m, names, done, record=False):
+    if _current_part(info, m, names, done, record=False) is None:
         return "build", "raw or label files changed"
     return "reuse", ""
 
@@ -640,8 +646,9 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     done = final / "part.json"
     if not force and done.is_file():
         info = json.loads(done.read_text())
-        if info.get("fingerprint") == fp and _inputs_unchanged(info, m, names, done):
-            return {**json.loads(done.read_text()), "reused": True}
+        current = _current_part(info, m, names, done) if info.get("fingerprint") == fp else None
+        if current is not None:
+            return {**current, "reused": True}
     inputs_stat, _ = _input_identity(m, names)  # before reading: a file changed during the build is seen next time
     # parts/.tmp/<plant>/<process>: what a killed run left of this plant is found without listing the parts
     # folder (thousands of plants in a SLURM array); a plant belongs to one shard only
@@ -684,8 +691,7 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     (tmp / "part.json").write_text(json.dumps(info, indent=2, sort_keys=True))  # written last: the done marker
     del res
     if _unreleased_input[0] >= _TRIM_AFTER_BYTES:  # this plant, or those since the last end-of-part trim, read enough
-        _release_memory()
-        _unreleased_input[0] = 0
+        _release_unreleased()
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -774,8 +780,7 @@ def build_parts(
             results.append(_build_part_job(job))
             bar.update()
         if _unreleased_input[0]:  # what the last small plants left goes before the merge allocates
-            _release_memory()
-            _unreleased_input[0] = 0
+            _release_unreleased()
     bar.close()
     for info in results:
         verb = "reused" if info["reused"] else "built"
@@ -803,10 +808,11 @@ def merge(manifest_paths: list[str | Path], out: str | Path, cfg: PrepConfig, ke
         info = json.loads(part.read_text())
         if info["fingerprint"] != _fingerprint(m, cfg, key):
             raise ValueError(f"{out}: the part of {where} was built from another manifest, recipe or key; rebuild it")
-        if not _inputs_unchanged(info, m, names, part):
+        current = _current_part(info, m, names, part)
+        if current is None:
             raise ValueError(f"{out}: the raw or label files of {where} changed (edited, appended, added or removed) since "
                              "its part was built; rebuild it with fm prep build")
-        infos.append(json.loads(part.read_text()))
+        infos.append(current)
     splits = {}
     part_rows = [read_part_splits(out / "parts" / i["plant_id"] / PART_ROWS, i["splits"]) for i in infos]
     for s in SPLITS:  # a split no plant has is left out of data/ (its count in manifest.json is 0)

@@ -987,9 +987,10 @@ def raw_paths(m: PlantManifest, spec: FileSpec) -> list[Path]:
     return [resolved]
 
 
-def read_file(m: PlantManifest, spec: FileSpec) -> list[Records]:
-    """Read one file entry of a manifest; one Records per raw file it names (a glob names several)."""
+def read_file(m: PlantManifest, spec: FileSpec, paths: list[Path] | None = None) -> list[Records]:
+    """Read one file entry of a manifest; one Records per raw file it names (a glob names several).
+    ``paths``: the entry's ``raw_paths`` when the caller already listed them."""
     key = _key(m, spec)
     spec.check(str(m.source), key)
-    paths = raw_paths(m, spec)
+    paths = raw_paths(m, spec) if paths is None else paths
     return [READERS[spec.format](m, spec, p, key) for p in paths]
