@@ -32,6 +32,13 @@ class MaxFMCLI(LightningCLI):
         )
         parser.add_argument("--print_size", type=bool, default=False, help="Print the parameter count and exit.")
 
+    def instantiate_trainer(self, **kwargs):
+        # "fsdp" is FSDP2 here (fm.training.strategies); Lightning refuses that string on CPU before looking
+        # it up (its check is for FSDP1), so it is passed on under the other registered name
+        if kwargs.get("strategy") is None and self._get(self.config_init, "trainer", default={}).get("strategy") == "fsdp":
+            kwargs["strategy"] = "fsdp2"
+        return super().instantiate_trainer(**kwargs)
+
 
 def count_parameters(module) -> dict[str, int]:
     total = sum(p.numel() for p in module.parameters())
@@ -98,8 +105,9 @@ def find_last_checkpoint(root: Path) -> str:
 
 def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
     """Write the trained model with save_pretrained on rank zero. Under ZeRO-3 every rank first joins the
-    gathering of the partitioned parameters; under FSDP every rank joins the strategy's full state dict
-    (rank zero receives it, unsharded, on the CPU) and rank zero rebuilds the backbone from it."""
+    gathering of the partitioned parameters; under FSDP (FSDP2, or FSDP1 by class path) every rank joins the
+    gather of the full state dict (rank zero receives it, unsharded, on the CPU) and rank zero rebuilds the
+    backbone from it."""
     from lightning.pytorch.strategies import FSDPStrategy
 
     def save(net) -> None:
@@ -113,7 +121,14 @@ def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
 
         with deepspeed.zero.GatheredParameters(list(model.model.parameters()), modifier_rank=None):
             save(model.model)
-    elif isinstance(trainer.strategy, FSDPStrategy):
+    elif strategies.is_fsdp(trainer.strategy):
+        # the parameters are DTensor shards: every rank joins the gather, rank zero receives the full tensors
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if trainer.is_global_zero:
+            save(backbone_from_state_dict(model.model.config, full))
+    elif isinstance(trainer.strategy, FSDPStrategy):  # FSDP1 (Lightning's FSDPStrategy by class path)
         # the wrapped parameters are flat shards: save_pretrained on them would write one rank's pieces
         full = trainer.strategy.lightning_module_state_dict()
         if trainer.is_global_zero:

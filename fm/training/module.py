@@ -90,6 +90,21 @@ class MaxFMModule(L.LightningModule):
         )
         self.register_buffer("quantiles", torch.tensor(arch.quantiles), persistent=False)
 
+    def configure_model(self) -> None:
+        """Under ``fsdp`` (FSDP2, fm.training.strategies): shard each transformer block, then the rest of the
+        model (embeddings, head, final norm), over the data-parallel ranks. Other strategies: nothing."""
+        mesh = self.device_mesh
+        if mesh is None:
+            return
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        if isinstance(self.model, FSDPModule):  # already sharded (the hook can run more than once)
+            return
+        dp = mesh["data_parallel"]
+        for blk in self.model.blocks:
+            fully_shard(blk, mesh=dp)
+        fully_shard(self.model, mesh=dp)
+
     def on_fit_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "check_model_spec"):
