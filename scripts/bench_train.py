@@ -32,7 +32,7 @@ The parent imports only the standard library so that it never sets the floor of 
 ``bf16-mixed``), peak memory from ``torch.cuda.max_memory_allocated``, and MFU: MAX-FM's from
 ``fm.training.callbacks.flops_per_token`` (the ``ThroughputMonitor`` formula), PatchTST's from the same
 counting applied to its layers (``patchtst_flops_per_token``); peaks from ``detect_peak_tflops`` or
-``--peak-tflops``. Then DDP vs DeepSpeed ZeRO-2 vs ZeRO-3 step time: ``python -m fm.cli pretrain`` with
+``--peak-tflops``. Then DDP vs DeepSpeed ZeRO-2 vs ZeRO-3 vs FSDP2 step time: ``python -m fm.cli pretrain`` with
 ``configs/cluster/local_cpu.yaml`` switched to ``--trainer.accelerator gpu --trainer.precision bf16-mixed``,
 ``--trainer.devices N`` (all visible GPUs, or ``--gpus N``), reading ``perf/step_s`` (``ThroughputMonitor``)
 from each run's ``metrics.csv``, on ``--corpus`` or a synthetic corpus built on the spot.
@@ -70,7 +70,7 @@ FFN_RATIOS = (4, 2, 1)
 MASK_RATIO = 0.15
 MEAN_SPAN = 3
 OPTIM = {"lr": 1e-3, "betas": (0.9, 0.95), "weight_decay": 0.05}
-STRATEGIES = ("ddp", "deepspeed_stage_2", "deepspeed_stage_3")
+STRATEGIES = ("ddp", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp")
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -513,13 +513,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "'flatten' = the PatchTST paper's flatten head (pooling_type=None)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny only, 3 timed steps after 1 warmup step")
-    p.add_argument("--gpu", action="store_true", help="on CUDA: bf16 autocast, CUDA peak memory, MFU, then DDP vs ZeRO-2/3")
+    p.add_argument("--gpu", action="store_true", help="on CUDA: bf16 autocast, CUDA peak memory, MFU, then DDP vs ZeRO-2/3 vs FSDP2")
     p.add_argument("--gpus", type=int, default=None, help="--gpu: devices for the strategy comparison (default: all visible)")
     p.add_argument("--peak-tflops", type=float, default=None, help="--gpu: peak TFLOP/s of one device (default: detected)")
     p.add_argument("--corpus", default=None, help="--gpu: corpus for the strategy runs (default: a synthetic one, built here)")
     p.add_argument("--strategy-size", choices=SIZES, default=None, help="--gpu: size for the strategy runs (default: the last of --sizes)")
     p.add_argument("--strategy-steps", type=int, default=30, help="--gpu: steps per strategy run (--warmup of them untimed)")
-    p.add_argument("--no-strategies", action="store_true", help="--gpu: skip the DDP vs ZeRO-2/3 comparison")
+    p.add_argument("--no-strategies", action="store_true", help="--gpu: skip the DDP vs ZeRO-2/3 vs FSDP2 comparison")
     p.add_argument("--child", choices=[*MODELS, "plan", "corpus", "cuda"], help=argparse.SUPPRESS)
     p.add_argument("--payload", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(strategies["error"])
             print(f"[bench_train] {strategies['error']}")
         else:
-            print(f"\nDDP vs DeepSpeed ZeRO-2/3: fm pretrain, size {strategies['size']}, devices={devices}, "
+            print(f"\nDDP vs DeepSpeed ZeRO-2/3 vs FSDP2: fm pretrain, size {strategies['size']}, devices={devices}, "
                   f"bf16-mixed, per-device batch {a.batch}, median perf/step_s of {a.strategy_steps - a.warmup} steps:")
             print(strategy_table(strategies["rows"]))
     if a.json:

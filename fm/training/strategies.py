@@ -31,7 +31,12 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, ModelParallelStrategy, StrategyRegistry
+from lightning.pytorch.strategies import (
+    DDPStrategy,
+    DeepSpeedStrategy,
+    ModelParallelStrategy,
+    StrategyRegistry,
+)
 
 
 class DeepSpeedCPUStrategy(DeepSpeedStrategy):

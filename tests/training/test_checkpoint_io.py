@@ -24,8 +24,9 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_export_from_a_full_state_dict_rebuilds_the_backbone(tmp_path):
     """The FSDP export path: rank zero gets the LightningModule's full state dict and rebuilds the backbone
-    from it (FSDP itself needs a GPU: torch refuses it on CPU). The export loads with AutoModel and holds
-    exactly the trained weights; a state dict missing a backbone weight is refused."""
+    from it (FSDP2 runs it end to end in tests/training/test_distributed.py; FSDP1 by class path needs a GPU).
+    The export loads with AutoModel and holds exactly the trained weights; a state dict missing a backbone
+    weight is refused."""
     from transformers import AutoModel
 
     from fm.model import ArchConfig

@@ -1,4 +1,4 @@
-"""Two processes on CPU, for real: DDP under torchrun, DeepSpeed ZeRO-2 and ZeRO-3 over gloo.
+"""Two processes on CPU, for real: DDP under torchrun, DeepSpeed ZeRO-2 and ZeRO-3, and FSDP2 over gloo.
 
 Each run trains the same tiny model on the same global batches (2 ranks x 8 windows = the single
 process's 16); the exported models must score the same validation loss within tolerance, and ZeRO must
@@ -21,10 +21,12 @@ from tests.conftest import REPO, tiny_pretrain_args
 pytestmark = pytest.mark.timeout(900)
 
 
-def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int, strategy: str | None) -> Path:
-    args = [*tiny_pretrain_args(corpus, root, steps=8), "--data.batch_size", str(batch), "--data.context_patches", "8",
+def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int, strategy: str | None,
+         steps: int = 8, extra: tuple[str, ...] = ()) -> Path:
+    """Train 8 steps (the schedule's length; ``steps`` < 8 stops early, ``--resume last`` in ``extra`` goes on)."""
+    args = [*tiny_pretrain_args(corpus, root, steps=steps), "--data.batch_size", str(batch), "--data.context_patches", "8",
             "--trainer.limit_val_batches", "0", "--trainer.devices", str(devices),
-            "--model.optim.lr", "0.005", "--model.optim.warmup_steps", "0"]
+            "--model.optim.lr", "0.005", "--model.optim.warmup_steps", "0", "--model.optim.total_steps", "8", *extra]
     if strategy:
         args += ["--trainer.strategy", strategy]
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/max-fm/torch_extensions")),
@@ -32,7 +34,7 @@ def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int
     r = subprocess.run([*launcher, "pretrain", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((root / "hf/training_summary.json").read_text())
-    assert summary["global_step"] == 8 and summary["world_size"] == devices
+    assert summary["global_step"] == steps and summary["world_size"] == devices
     return root / "hf"
 
 
@@ -100,6 +102,32 @@ def test_deepspeed_launcher_runs_the_same_config(ddp, corpus, tmp_path):
     zero, ref = MaxFMModel.from_pretrained(str(export)), MaxFMModel.from_pretrained(str(ddp))
     for (n, p), (_, q) in zip(zero.state_dict().items(), ref.state_dict().items(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4, msg=n)
+
+
+def test_fsdp2_matches_ddp_and_resumes(ddp, corpus, tmp_path):
+    """`--trainer.strategy fsdp` (FSDP2: parameters, gradients and optimizer state sharded over the 2 ranks)
+    trains the same model as DDP, also when the run stops after 4 steps and goes on with `--resume last`
+    from its checkpoint: one full file that loads with weights_only=True and holds the step-4 weights."""
+    launcher = [sys.executable, "-m", "fm.cli"]
+    _run(launcher, corpus, tmp_path, 2, 8, "fsdp", steps=4)
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    assert ckpt.is_file()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4 and len(state["optimizer_states"][0]["state"]) == len(list(MaxFMModel.from_pretrained(str(ddp)).parameters()))
+    from fm.release.export import load_model
+
+    at4 = load_model(ckpt)  # the checkpoint holds the full (gathered) weights, equal to the step-4 export
+    for (n, p), (_, q) in zip(at4.state_dict().items(), MaxFMModel.from_pretrained(str(tmp_path / "hf")).state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
+    export = _run(launcher, corpus, tmp_path, 2, 8, "fsdp", steps=8, extra=("--resume", "last"))
+    summary = json.loads((export / "training_summary.json").read_text())
+    assert summary["strategy"] == "FSDP2Strategy"
+    got, ref = MaxFMModel.from_pretrained(str(export)), MaxFMModel.from_pretrained(str(ddp))
+    moved = 0
+    for (n, p), (_, q) in zip(got.state_dict().items(), ref.state_dict().items(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=n)
+        moved += not torch.equal(p, at4.state_dict()[n])
+    assert moved > 0.9 * len(ref.state_dict())  # the second leg trained (steps 5-8 changed the weights)
 
 
 def _slurm_up() -> bool:
