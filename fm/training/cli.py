@@ -35,7 +35,8 @@ class MaxFMCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         # "fsdp" is FSDP2 here (fm.training.strategies); Lightning refuses that string on CPU before looking
         # it up (its check is for FSDP1), so it is passed on under the other registered name
-        if kwargs.get("strategy") is None and self._get(self.config_init, "trainer", default={}).get("strategy") == "fsdp":
+        strategy = self._get(self.config_init, "trainer", default={}).get("strategy")
+        if kwargs.get("strategy") is None and isinstance(strategy, str) and strategy.lower() == "fsdp":
             kwargs["strategy"] = "fsdp2"
         return super().instantiate_trainer(**kwargs)
 
@@ -78,7 +79,7 @@ def run(args: list[str], stage: str) -> int:
     elif ckpt == "auto":
         ckpt = find_last_checkpoint(root) if any(root.rglob("last.ckpt")) else None
     trainer = cli.trainer
-    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt, weights_only=True)  # no pickle when resuming
     export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"
     summary = {
         "stage": stage,

@@ -100,6 +100,8 @@ class MaxFMModule(L.LightningModule):
 
         if isinstance(self.model, FSDPModule):  # already sharded (the hook can run more than once)
             return
+        if mesh["tensor_parallel"].size() != 1:  # e.g. Lightning's ModelParallelStrategy with its defaults
+            raise ValueError("MAX-FM has no tensor-parallel plan: use --trainer.strategy fsdp (all ranks data-parallel)")
         dp = mesh["data_parallel"]
         for blk in self.model.blocks:
             fully_shard(blk, mesh=dp)

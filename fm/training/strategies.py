@@ -29,7 +29,11 @@ FSDP1), so ``fm pretrain`` passes ``--trainer.strategy fsdp`` on as ``fsdp2`` (s
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import torch
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.strategies import (
     DDPStrategy,
@@ -90,29 +94,88 @@ class FSDP2Strategy(ModelParallelStrategy):
     """Fully sharded data parallel (FSDP2) over every rank: parameters, gradients and optimizer state are
     split across all processes (ZeRO-3-like), on CUDA (NCCL) or CPU (gloo).
 
-    Checkpoints are one full file, gathered on rank zero: the same format as DDP's, so resume and
-    ``fm.release.export.load_model`` read it with ``torch.load(weights_only=True)``. Lightning's sharded
-    alternative (``torch.distributed.checkpoint``) is not offered: its metadata file is a pickle. For
-    checkpoints too large for one host, ZeRO-3 writes sharded checkpoints that load without pickle.
+    Checkpoints are one full file, gathered on rank zero, in DDP's format: the optimizer state is numbered
+    in the optimizer's parameter-group order, as ``torch.optim`` numbers it (Lightning's parent strategy
+    numbers it in module order, which a DDP run could not resume from, nor this strategy from a DDP
+    checkpoint). A run can therefore move between ``ddp`` and ``fsdp`` with ``--resume``. Checkpoints are
+    read with ``torch.load(weights_only=True)``. Lightning's sharded alternative
+    (``torch.distributed.checkpoint``) is not offered: its metadata file is a pickle. For checkpoints too
+    large for one host, ZeRO-3 writes sharded checkpoints that load without pickle.
+
+    Under ``bf16-mixed`` the blocks run in autocast and the parameters are gathered in fp32 (no FSDP2
+    ``MixedPrecisionPolicy``); ``16-mixed`` (a gradient scaler) is refused.
     """
 
     strategy_name = "fsdp2"
 
-    def __init__(self, **kwargs):
-        for fixed in ("data_parallel_size", "tensor_parallel_size", "save_distributed_checkpoint"):
-            if fixed in kwargs:
-                raise TypeError(f"FSDP2Strategy: {fixed!r} is fixed (all ranks data-parallel, full checkpoints)")
-        super().__init__(save_distributed_checkpoint=False, **kwargs)
+    def __init__(self, process_group_backend: str | None = None, timeout: timedelta | None = default_pg_timeout):
+        """
+        Args:
+            process_group_backend: ``nccl`` / ``gloo``; None = the device's default.
+            timeout: Timeout of collective operations.
+        """
+        super().__init__(data_parallel_size="auto", tensor_parallel_size="auto", save_distributed_checkpoint=False,
+                         process_group_backend=process_group_backend, timeout=timeout)
 
     def setup_environment(self) -> None:
+        if self.cluster_environment is not None and self.cluster_environment.creates_processes_externally:
+            # torchrun / SLURM start the processes: the parent then never checks devices x nodes against the
+            # world size (DDP does), and a mismatch would surface as an IndexError or a device-mesh error
+            self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
         # one data-parallel group over all ranks, no tensor parallelism (the parent's "auto" would make the
         # ranks of a node a tensor-parallel group)
         self._data_parallel_size = self.num_nodes * self.num_processes
         self._tensor_parallel_size = 1
         super().setup_environment()
 
+    def setup(self, trainer) -> None:
+        if getattr(self.precision_plugin, "scaler", None) is not None:
+            raise ValueError("fsdp: 16-mixed (fp16 with a gradient scaler) is not supported; use bf16-mixed or 32-true")
+        super().setup(trainer)
+
+    def _group_to_module(self, optimizer) -> list[int]:
+        """For each parameter in the optimizer's group order, its index in ``model.parameters()``."""
+        index = {id(p): i for i, p in enumerate(self.model.parameters())}
+        return [index[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+    def optimizer_state(self, optimizer) -> dict:
+        state = super().optimizer_state(optimizer)  # full on rank zero, numbered in module order; others: {}
+        if not state:
+            return state
+        from lightning.pytorch.core.optimizer import LightningOptimizer
+
+        opt = optimizer._optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+        return _renumber(state, {m: g for g, m in enumerate(self._group_to_module(opt))})
+
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
+        from lightning.fabric.strategies.model_parallel import (
+            _load_raw_module_state,
+            _rekey_optimizer_state_if_needed,
+        )
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        path = Path(self.broadcast(checkpoint_path))
+        if not path.is_file():
+            raise ValueError(f"{path}: fsdp resumes from a full checkpoint file (written by ddp or fsdp)")
+        checkpoint = torch.load(path, mmap=True, map_location="cpu", weights_only=True)
+        strict = self.lightning_module.strict_loading
+        _load_raw_module_state(checkpoint.pop("state_dict"), self.model, strict=strict)
+        options = StateDictOptions(broadcast_from_rank0=True, full_state_dict=True, strict=strict)
+        for opt, saved in zip(self.optimizers, checkpoint.get("optimizer_states", []), strict=True):
+            saved = _renumber(saved, dict(enumerate(self._group_to_module(opt))))  # -> module order, as loaded
+            saved = _rekey_optimizer_state_if_needed(saved, self.model)
+            set_optimizer_state_dict(self.model, opt, optim_state_dict=saved, options=options)
+        return checkpoint
+
+
+def _renumber(state: dict, mapping: dict[int, int]) -> dict:
+    """An optimizer state dict with its integer parameter ids mapped through ``mapping``."""
+    return {**state, "state": {mapping[k]: v for k, v in state["state"].items()},
+            "param_groups": [{**g, "params": [mapping[i] for i in g["params"]]} for g in state["param_groups"]]}
+
 
 def is_fsdp(strategy) -> bool:
+    """Parameters are DTensor shards (FSDP2, or Lightning's ModelParallelStrategy by class path)."""
     return isinstance(strategy, ModelParallelStrategy)
 
 
