@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from data_prep.corpus import load_corpus_manifest
@@ -101,7 +102,14 @@ class CorpusDataModule(L.LightningDataModule):
             progress=self._progress if self.trainer is not None else None,
             identity=self._identity(),
             strict=self.hparams.strict_resume,
+            generator=self._loader_generator(),
         )
+
+    def _loader_generator(self) -> torch.Generator:
+        """A loader's own generator: starting an iterator draws a base seed from it. Drawn from the global
+        RNG instead, a resumed run (whose iterator starts at the resume step, after the checkpoint's RNG
+        state was restored) would move the global RNG, and dropout, off the uninterrupted run's sequence."""
+        return torch.Generator().manual_seed(int(self.hparams.seed))
 
     def _identity(self) -> dict:
         """What decides the training samples; saved with the sampler position (see ResumableDataLoader)."""
@@ -114,5 +122,5 @@ class CorpusDataModule(L.LightningDataModule):
         sampler = ResumableSampler(len(self.val_set), self.hparams.seed, rank, world, shuffle=False)
         return DataLoader(
             self.val_set, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=collate,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.hparams.num_workers, generator=self._loader_generator(),
         )

@@ -11,8 +11,9 @@ from tests.conftest import tiny_pretrain_args
 
 
 def _args(corpus, root, steps):
+    # dropout on: the run draws from the global RNG every step, so the restored RNG state is put to the test
     return [*tiny_pretrain_args(corpus, root, steps=steps), "--model.optim.total_steps", "16", "--data.batch_size", "8",
-            "--data.context_patches", "8", "--trainer.limit_val_batches", "0"]
+            "--data.context_patches", "8", "--trainer.limit_val_batches", "0", "--model.arch.dropout", "0.1"]
 
 
 def test_resume_is_bitwise_equal(corpus, tmp_path):
