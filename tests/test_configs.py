@@ -47,6 +47,11 @@ def test_deepspeed_configs(path: Path):
     cfg = json.loads(path.read_text())
     assert cfg["zero_optimization"]["stage"] == int(path.stem[-1])
     assert DeepSpeedCPUStrategy(config=str(path)).config["zero_optimization"]["stage"] == int(path.stem[-1])
+    # the strategy name runs with this file (not with Lightning's own stage settings)
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    by_name = StrategyRegistry.get(f"deepspeed_stage_{path.stem[-1]}")
+    assert isinstance(by_name, DeepSpeedCPUStrategy) and by_name.config == cfg
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.parent.name == "cluster"], ids=lambda p: p.stem)

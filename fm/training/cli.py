@@ -77,7 +77,10 @@ def run(args: list[str], stage: str) -> int:
     if ckpt == "last":
         ckpt = find_last_checkpoint(root)
     elif ckpt == "auto":
-        ckpt = find_last_checkpoint(root) if any(root.rglob("last.ckpt")) else None
+        try:
+            ckpt = find_last_checkpoint(root)
+        except FileNotFoundError:
+            ckpt = None
     trainer = cli.trainer
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt, weights_only=True)  # no pickle when resuming
     export = Path(cfg.export_dir) if cfg.export_dir else root / "hf"
@@ -97,11 +100,14 @@ def run(args: list[str], stage: str) -> int:
 
 
 def find_last_checkpoint(root: Path) -> str:
-    """The newest ``last.ckpt`` under a run's root (file, or folder for DeepSpeed's sharded checkpoints)."""
-    found = sorted(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    """The newest ``last.ckpt`` under a run's root (file, or folder for DeepSpeed's sharded checkpoints). A
+    ``last.ckpt.old`` folder without its ``last.ckpt`` is a DeepSpeed checkpoint whose replacement was
+    interrupted between two renames (see ``DeepSpeedCPUStrategy.save_checkpoint``): it is complete, use it."""
+    found = list(root.rglob("last.ckpt"))
+    found += [p for p in root.rglob("last.ckpt.old") if not p.with_name("last.ckpt").exists()]
     if not found:
         raise FileNotFoundError(f"{root}: no last.ckpt to resume from")
-    return str(found[-1])
+    return str(max(found, key=lambda p: p.stat().st_mtime))
 
 
 def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:

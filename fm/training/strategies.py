@@ -22,13 +22,16 @@ a persistent folder to build it once (``.ci/run`` does).
 
 Importing this module registers the names ``deepspeed_stage_1``, ``deepspeed_stage_2``,
 ``deepspeed_stage_3`` (and ``deepspeed``) with Lightning's strategy registry, pointing at
-:class:`DeepSpeedCPUStrategy`, and ``fsdp`` and ``fsdp2`` pointing at :class:`FSDP2Strategy`. Lightning's
+:class:`DeepSpeedCPUStrategy` with ``configs/deepspeed/zeroN.json`` (Lightning's stage defaults when the
+package runs without its source tree), and ``fsdp`` and ``fsdp2`` pointing at :class:`FSDP2Strategy`. Lightning's
 Trainer refuses the *string* ``fsdp`` without a GPU before it looks the name up (a check written for
 FSDP1), so ``fm pretrain`` passes ``--trainer.strategy fsdp`` on as ``fsdp2`` (see ``fm.training.cli``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,7 +47,8 @@ from lightning.pytorch.strategies import (
 
 
 class DeepSpeedCPUStrategy(DeepSpeedStrategy):
-    """Lightning's DeepSpeed strategy, also on CPU (gloo). Identical to the parent on CUDA."""
+    """Lightning's DeepSpeed strategy, also on CPU (gloo). Identical to the parent on CUDA, except that a
+    checkpoint folder is written atomically on every device (see ``save_checkpoint``)."""
 
     strategy_name = "deepspeed_cpu"
 
@@ -71,6 +75,24 @@ class DeepSpeedCPUStrategy(DeepSpeedStrategy):
             return super().root_device
         return torch.device("cpu")
 
+    def save_checkpoint(self, checkpoint: dict, filepath, storage_options=None) -> None:
+        """DeepSpeed writes its sharded checkpoint into the target folder file by file, so a job killed
+        mid-write (preemption, time limit) would leave a half-written ``last.ckpt`` that ``--resume`` then
+        reads. Here every rank writes into ``<name>.partial``; once all have finished, rank zero swaps it in
+        (the old folder renamed aside, the new one renamed into place, the old one deleted). A kill at any
+        point leaves a complete checkpoint: ``last.ckpt``, or between the two renames ``last.ckpt.old``,
+        which ``fm.training.cli.find_last_checkpoint`` falls back to."""
+        final = Path(self.broadcast(str(filepath)))
+        staging = final.with_name(final.name + ".partial")
+        if self.is_global_zero:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.barrier("fm-ckpt-staging")
+        super().save_checkpoint(checkpoint, str(staging), storage_options)
+        self.barrier("fm-ckpt-written")
+        if self.is_global_zero:
+            swap_in(staging, final)
+        self.barrier("fm-ckpt-swapped")
+
     def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
         if self._on_cuda():
             return super()._setup_model_and_optimizer(model, optimizer, lr_scheduler)
@@ -88,6 +110,17 @@ class DeepSpeedCPUStrategy(DeepSpeedStrategy):
             dist_init_required=False,
         )
         return engine, ds_optimizer
+
+
+def swap_in(staging: Path, final: Path) -> None:
+    """Replace the folder ``final`` by the complete folder ``staging`` (renames only; see
+    ``DeepSpeedCPUStrategy.save_checkpoint``)."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -179,11 +212,18 @@ def is_fsdp(strategy) -> bool:
     return isinstance(strategy, ModelParallelStrategy)
 
 
+DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+"""``zero1.json`` .. ``zero3.json``: what the names ``deepspeed_stage_N`` run with (in a source checkout)."""
+
+
 def register() -> None:
     for stage in (1, 2, 3):
+        # the repo's JSON when it is there (a checkout, or pip install -e); else Lightning's stage defaults
+        json_file = DEEPSPEED_CONFIGS / f"zero{stage}.json"
+        config = {"config": str(json_file)} if json_file.is_file() else {}
         StrategyRegistry.register(
             f"deepspeed_stage_{stage}", DeepSpeedCPUStrategy, description=f"DeepSpeed ZeRO stage {stage} (CPU or CUDA)",
-            override=True, stage=stage,
+            override=True, stage=stage, **config,
         )
     StrategyRegistry.register("deepspeed", DeepSpeedCPUStrategy, description="DeepSpeed (CPU or CUDA)", override=True)
     for name in ("fsdp", "fsdp2"):

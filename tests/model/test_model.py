@@ -50,6 +50,28 @@ def test_unobserved_values_do_not_matter(model):
     torch.testing.assert_close(model(x, obs).quantiles, model(y, obs).quantiles)
 
 
+def test_instance_scaling_makes_forecasts_affine_equivariant(model):
+    """Each window is scaled by its own visible values: a shifted and stretched input gives the same
+    normalized quantiles, and quantiles shifted and stretched the same way."""
+    x = torch.randn(2, 3, 64)
+    a, b = model(x), model(3.0 * x + 7.0)
+    torch.testing.assert_close(b.quantiles_norm, a.quantiles_norm, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.quantiles, 3.0 * a.quantiles + 7.0, rtol=1e-4, atol=1e-3)
+
+
+def test_time_attention_knows_patch_order(model):
+    """RoPE gives time attention the patches' order: swapping two patches does not just swap the outputs
+    (everything else in a block treats patches alike, so without positions it would)."""
+    with torch.no_grad():  # sharper attention than at init (near uniform there), as after training
+        for blk in model.blocks:
+            blk.time_attn.qkv.weight.mul_(8.0)
+    x = torch.randn(1, 2, 64)
+    perm = torch.tensor([1, 0, 2, 3])
+    swapped = x.view(1, 2, 4, 16)[:, :, perm].reshape(1, 2, 64)
+    a, b = model(x).quantiles_norm, model(swapped).quantiles_norm
+    assert (b - a[:, :, perm]).abs().max() > 1e-2
+
+
 def test_padded_channels_do_not_affect_real_ones(model):
     x = torch.randn(1, 2, 64)
     kinds = torch.tensor([[1, 2]])

@@ -33,6 +33,7 @@ def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int
            "OMP_NUM_THREADS": "1"}
     r = subprocess.run([*launcher, "pretrain", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("HF export written") == 1  # rank zero alone prints
     summary = json.loads((root / "hf/training_summary.json").read_text())
     assert summary["global_step"] == steps and summary["world_size"] == devices
     return root / "hf"
@@ -117,7 +118,7 @@ def test_fsdp2_matches_ddp_and_resumes_across_strategies(ddp, corpus, tmp_path):
     a, b = (torch.load(c, map_location="cpu", weights_only=True) for c in (ckpt_ddp, ckpt_fsdp))
     assert a["global_step"] == b["global_step"] == 4
     for key in ("state_dict", "optimizer_states", "lr_schedulers"):
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)  # same keys, numbering, shapes
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=lambda m, key=key: f"{key}: {m}")  # same keys, numbering, shapes
     n_params = len(list(MaxFMModel.from_pretrained(str(ddp)).parameters()))
     assert len(b["optimizer_states"][0]["state"]) == n_params
 

@@ -44,3 +44,17 @@ def test_flops_per_token_formula():
     n = sum(p.numel() for name, p in MaxFMModel(MaxFMConfig.from_arch(a)).named_parameters() if "norm" not in name and "kind" not in name and "mask" not in name)
     attention_part = 2 * (4 * 10 * d + 4 * 3 * d)
     assert flops_per_token(a, 10, 3) - attention_part == pytest.approx(2 * n)
+
+
+def test_mfu_is_logged_with_a_peak(corpus, tmp_path):
+    """With a device peak given (detected on known GPUs), every step logs MFU = achieved model FLOP/s / peak."""
+    args = [*tiny_pretrain_args(corpus, tmp_path, steps=3), "--config", str(REPO / "configs/cluster/local_cpu.yaml"),
+            "--trainer.callbacks.peak_tflops", "0.001"]
+    assert main(["pretrain", *args]) == 0
+    rows = [r for r in csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()) if r.get("perf/mfu")]
+    assert len(rows) == 3
+    for r in rows:
+        mfu, step_s, tokens = float(r["perf/mfu"]), float(r["perf/step_s"]), float(r["perf/tokens_per_s"]) * float(r["perf/step_s"])
+        arch = ArchConfig(d_model=64, n_layers=2, n_heads=4)  # configs/model/tiny.yaml
+        flops = 3 * flops_per_token(arch, patches=16 + 4, channels=3) * tokens
+        assert mfu == pytest.approx(flops / step_s / 1e9, rel=0.05)
