@@ -41,13 +41,18 @@ def test_padding_does_not_change_real_tokens():
 def test_activation_checkpointing_same_loss_and_grads(corpus):
     ds = WindowDataset(open_split(corpus, "train"), WindowSpec(8, 2, 16, mask_ratio=0.2))
     batch = collate([ds[i] for i in range(4)])
-    grads = []
+    grads, calls = [], []
     for ckpt in (False, True):
         torch.manual_seed(0)
         m = MaxFMModule(arch=ArchConfig(d_model=32, n_layers=2, n_heads=4), activation_checkpointing=ckpt).train()
+        n = [0]
+        for blk in m.model.blocks:
+            blk.register_forward_pre_hook(lambda *_, n=n: n.__setitem__(0, n[0] + 1))  # (recompute stops early)
         loss = m.losses(batch)["loss"]
         loss.backward()
         grads.append((float(loss), [p.grad.clone() for p in m.parameters()]))
+        calls.append(n[0])
+    assert calls == [2, 4]  # with checkpointing each block runs again in the backward pass: it was recomputed
     assert grads[0][0] == grads[1][0]
     for a, b in zip(grads[0][1], grads[1][1], strict=True):
         torch.testing.assert_close(a, b)
@@ -77,9 +82,12 @@ def test_compiled_blocks_match_eager(corpus):
     for compiled in (False, True):
         torch.manual_seed(0)
         m = MaxFMModule(arch=ArchConfig(d_model=32, n_layers=1, n_heads=4), compile=compiled).train()
+        torch._dynamo.reset()
         loss = m.losses(batch)["loss"]
         loss.backward()
         out.append((loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}))
+        frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert (frames > 0) == compiled, frames  # the compiled module really ran through dynamo
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-5)
     assert out[0][1].keys() == out[1][1].keys()
     for n in out[0][1]:
