@@ -58,12 +58,17 @@ class ThroughputMonitor(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if grads:  # (ZeRO keeps gradients in its own partitioned buffers: nothing to read here)
+        if grads:  # the global norm before clipping (DTensor shards under FSDP2 reduce across ranks)
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
             pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         dt = max(time.perf_counter() - self._t0, 1e-9)
+        engine = getattr(trainer.strategy, "deepspeed_engine", None)
+        if engine is not None:  # ZeRO keeps gradients in its own partitioned buffers; its step computed the norm
+            norm = engine.get_global_grad_norm()
+            if norm is not None:
+                pl_module.log("train/grad_norm", float(norm), on_step=True, on_epoch=False)
         b, c, t = batch["values"].shape
         patches = t // pl_module.arch.patch_len
         real_channels = int(batch["channel_mask"].sum())

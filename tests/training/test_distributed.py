@@ -26,7 +26,8 @@ def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int
     """Train 8 steps (the schedule's length; ``steps`` < 8 stops early, ``--resume last`` in ``extra`` goes on)."""
     args = [*tiny_pretrain_args(corpus, root, steps=steps), "--data.batch_size", str(batch), "--data.context_patches", "8",
             "--trainer.limit_val_batches", "0", "--trainer.devices", str(devices),
-            "--model.optim.lr", "0.005", "--model.optim.warmup_steps", "0", "--model.optim.total_steps", "8", *extra]
+            "--model.optim.lr", "0.005", "--model.optim.warmup_steps", "0", "--model.optim.total_steps", "8",
+            "--trainer.callbacks+=fm.training.callbacks.ThroughputMonitor", *extra]
     if strategy:
         args += ["--trainer.strategy", strategy]
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/max-fm/torch_extensions")),
@@ -37,6 +38,14 @@ def _run(launcher: list[str], corpus: Path, root: Path, devices: int, batch: int
     summary = json.loads((root / "hf/training_summary.json").read_text())
     assert summary["global_step"] == steps and summary["world_size"] == devices
     return root / "hf"
+
+
+def _grad_norms(export: Path) -> list[float]:
+    """train/grad_norm per step from the run's metrics.csv (the run's root holds the export)."""
+    import csv
+
+    with next(export.parent.rglob("metrics.csv")).open() as f:
+        return [float(r["train/grad_norm"]) for r in csv.DictReader(f) if r.get("train/grad_norm")]
 
 
 def _val_loss(export: Path | None, corpus: Path) -> float:
@@ -80,6 +89,10 @@ def test_ddp_under_torchrun_matches_single_process(single, ddp, corpus):
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_zero_matches_ddp(stage, ddp, single, corpus, tmp_path):
     export = _run([sys.executable, "-m", "fm.cli"], corpus, tmp_path, 2, 8, f"deepspeed_stage_{stage}")
+    # the gradient norm is logged under ZeRO too (from the engine), and it is DDP's
+    g_zero, g_ddp = _grad_norms(export), _grad_norms(ddp)
+    assert len(g_zero) == len(g_ddp) == 8
+    assert g_zero == pytest.approx(g_ddp, rel=1e-3)
     zero, ref = MaxFMModel.from_pretrained(str(export)), MaxFMModel.from_pretrained(str(ddp))
     for (n, p), (_, q) in zip(zero.state_dict().items(), ref.state_dict().items(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4, msg=n)
