@@ -17,29 +17,17 @@ from fm.model import ArchConfig, MaxFMConfig, MaxFMModel
 
 
 def _load_zero_checkpoint(src: Path) -> tuple[dict, dict]:
-    """(hyper_parameters, fp32 state dict) of a DeepSpeed ZeRO checkpoint folder written by Lightning.
-
-    DeepSpeed's consolidation reads its shards with ``torch.load``; here every read is forced to
-    ``weights_only=True`` with exactly three DeepSpeed classes allowed (the ZeRO-stage enum, the loss-scaler
-    state and ZeRO-2's fragment-address record), so no arbitrary code can run while loading."""
-    from unittest import mock
-
-    from deepspeed.runtime.fp16.loss_scaler import LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
+    """(hyper_parameters, fp32 state dict) of a DeepSpeed ZeRO checkpoint folder written by Lightning, read
+    without pickle (``fm.training.strategies.deepspeed_weights_only``)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    from fm.training.strategies import deepspeed_weights_only
 
     states = sorted((src / "checkpoint").glob("*model_states.pt"))
     if not states:
         raise FileNotFoundError(f"{src}: a DeepSpeed checkpoint folder without model_states files")
-    client = torch.load(states[0], map_location="cpu", weights_only=True)
-    real_load = torch.load
-
-    def weights_only_load(*args, **kwargs):
-        kwargs["weights_only"] = True
-        return real_load(*args, **kwargs)
-
-    with torch.serialization.safe_globals([ZeroStageEnum, LossScaler, fragment_address]), mock.patch("torch.load", weights_only_load):
+    with deepspeed_weights_only():
+        client = torch.load(states[0], map_location="cpu")
         state = get_fp32_state_dict_from_zero_checkpoint(str(src))
     return client["hyper_parameters"], state
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,6 +94,10 @@ class DeepSpeedCPUStrategy(DeepSpeedStrategy):
             swap_in(staging, final)
         self.barrier("fm-ckpt-swapped")
 
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
+        with deepspeed_weights_only():  # resume reads the shards without pickle
+            return super().load_checkpoint(checkpoint_path, weights_only=weights_only)
+
     def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
         if self._on_cuda():
             return super()._setup_model_and_optimizer(model, optimizer, lr_scheduler)
@@ -110,6 +115,27 @@ class DeepSpeedCPUStrategy(DeepSpeedStrategy):
             dist_init_required=False,
         )
         return engine, ds_optimizer
+
+
+@contextmanager
+def deepspeed_weights_only():
+    """Every ``torch.load`` inside forced to ``weights_only=True``, with exactly three DeepSpeed classes
+    allowed (the ZeRO-stage enum, the loss-scaler state and ZeRO-2's fragment-address record): DeepSpeed
+    itself reads its checkpoint files with ``weights_only=False`` (pickle), for resume and consolidation."""
+    from unittest import mock
+
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    real_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    with torch.serialization.safe_globals([ZeroStageEnum, LossScaler, fragment_address]), mock.patch("torch.load", weights_only_load):
+        yield
 
 
 def swap_in(staging: Path, final: Path) -> None:
