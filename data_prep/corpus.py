@@ -601,6 +601,18 @@ def _current_part(info: dict, m: PlantManifest, names: Names, part_json: Path, r
     return info
 
 
+def _reusable_part(m: PlantManifest, names: Names, done: Path, fingerprint: str, record: bool = True) -> tuple[dict | None, str]:
+    """(part.json content, "") when the finished part whose part.json is ``done`` can be reused as it is,
+    else (None, why it must be built)."""
+    if not done.is_file():
+        return None, "no finished part"
+    info = json.loads(done.read_text())
+    if info.get("fingerprint") != fingerprint:
+        return None, "manifest, recipe or key changed"
+    current = _current_part(info, m, names, done, record)
+    return (current, "") if current is not None else (None, "raw or label files changed")
+
+
 def part_plan(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: bytes | None,
               data_root: str | Path | None = None) -> tuple[str, str]:
     """What ``fm prep build`` would do with a plant's part in ``out``, without writing anything: ("reuse",
@@ -608,14 +620,8 @@ def part_plan(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key: 
     m = _manifest(manifest_path, data_root)
     names = Names(cfg.sharing, key)
     done = Path(out) / "parts" / names("plant", m.plant_id) / "part.json"
-    if not done.is_file():
-        return "build", "no finished part"
-    info = json.loads(done.read_text())
-    if info.get("fingerprint") != _fingerprint(m, cfg, key):
-        return "build", "manifest, recipe or key changed"
-    if _current_part(info, m, names, done, record=False) is None:
-        return "build", "raw or label files changed"
-    return "reuse", ""
+    current, why = _reusable_part(m, names, done, _fingerprint(m, cfg, key), record=False)
+    return ("reuse", "") if current is not None else ("build", why)
 
 
 def _part_counts(res: PlantResult, cfg: PrepConfig) -> dict:
@@ -644,9 +650,8 @@ def build_part(manifest_path: str | Path, out: str | Path, cfg: PrepConfig, key:
     final = parts / pid
     fp = _fingerprint(m, cfg, key)
     done = final / "part.json"
-    if not force and done.is_file():
-        info = json.loads(done.read_text())
-        current = _current_part(info, m, names, done) if info.get("fingerprint") == fp else None
+    if not force:
+        current, _ = _reusable_part(m, names, done, fp)
         if current is not None:
             return {**current, "reused": True}
     inputs_stat, _ = _input_identity(m, names)  # before reading: a file changed during the build is seen next time

@@ -53,9 +53,14 @@ def _from_lightning_state(hparams: dict, state_dict: dict, src: Path) -> MaxFMMo
         arch = ArchConfig(**hparams["arch"])
     except KeyError:
         raise ValueError(f"{src}: not a MAX-FM Lightning checkpoint (no hyper_parameters.arch)") from None
-    model = MaxFMModel(MaxFMConfig.from_arch(arch))
-    state = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
-    model.load_state_dict(state, strict=True)
+    return backbone_from_state_dict(MaxFMConfig.from_arch(arch), state_dict)
+
+
+def backbone_from_state_dict(config: MaxFMConfig, state: dict, prefix: str = "model.") -> MaxFMModel:
+    """A fresh ``MaxFMModel`` (CPU) holding the backbone weights of a full, unsharded ``MaxFMModule``
+    state dict (its keys under ``prefix``); every backbone weight must be there."""
+    model = MaxFMModel(config)
+    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
     return model
 
 

@@ -128,30 +128,21 @@ def export_hf(trainer, model: MaxFMModule, export: Path, summary: dict) -> None:
 
         with deepspeed.zero.GatheredParameters(list(model.model.parameters()), modifier_rank=None):
             save(model.model)
-    elif strategies.is_fsdp(trainer.strategy):
-        # the parameters are DTensor shards: every rank joins the gather, rank zero receives the full tensors
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    elif strategies.is_fsdp(trainer.strategy) or isinstance(trainer.strategy, FSDPStrategy):
+        # the parameters are shards (FSDP2: DTensors; FSDP1 by class path: flat shards), so save_pretrained on
+        # them would write one rank's pieces: every rank joins the gather, rank zero gets the full tensors
+        from fm.release.export import backbone_from_state_dict
 
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if trainer.is_global_zero:
-            save(backbone_from_state_dict(model.model.config, full))
-    elif isinstance(trainer.strategy, FSDPStrategy):  # FSDP1 (Lightning's FSDPStrategy by class path)
-        # the wrapped parameters are flat shards: save_pretrained on them would write one rank's pieces
-        full = trainer.strategy.lightning_module_state_dict()
+        if strategies.is_fsdp(trainer.strategy):
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:
+            full = trainer.strategy.lightning_module_state_dict()
         if trainer.is_global_zero:
             save(backbone_from_state_dict(model.model.config, full))
     else:
         save(model.model)
-
-
-def backbone_from_state_dict(config, state: dict, prefix: str = "model."):
-    """A fresh ``MaxFMModel`` (CPU) holding the backbone weights of a full, unsharded ``MaxFMModule``
-    state dict (its keys under ``prefix``); every backbone weight must be there."""
-    from fm.model import MaxFMModel
-
-    net = MaxFMModel(config)
-    net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
-    return net
 
 
 def finish_run(trainer) -> None:

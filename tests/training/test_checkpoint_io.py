@@ -30,7 +30,7 @@ def test_export_from_a_full_state_dict_rebuilds_the_backbone(tmp_path):
     from transformers import AutoModel
 
     from fm.model import ArchConfig
-    from fm.training.cli import backbone_from_state_dict
+    from fm.release.export import backbone_from_state_dict
     from fm.training.module import MaxFMModule
 
     torch.manual_seed(0)
