@@ -353,7 +353,7 @@ def _arrow_time_type(spec: FileSpec) -> pa.DataType:
     if spec.timestamp_unit is not None:
         return pa.float64()
     if spec.timestamp_format is not None:
-        return pa.string()  # strptime needs its check against the text (see _strptime_checked)
+        return pa.string()  # parsed after reading: _fixed_width_times, or strptime checked against the text
     return pa.timestamp("ns")  # Arrow's ISO 8601 parser rejects dates that do not exist
 
 
@@ -428,6 +428,105 @@ def _strptime_checked(s: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray | None:
     return None if (written != parsed_day[suspects]).any() else t
 
 
+_FIXED_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+"""The strptime fields a fixed-width format may hold (zero-padded; ``%Y`` four digits)."""
+
+
+def _fixed_layout(fmt: str) -> tuple[int, dict[str, int], list[tuple[int, int]]] | None:
+    """(width, {field: position}, [(position, byte)] of the literal characters) of a format made only of
+    ``_FIXED_WIDTH`` fields, ``%%`` and printable ASCII characters, with a year, month and day; else None."""
+    fields: dict[str, int] = {}
+    literals: list[tuple[int, int]] = []
+    i = pos = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "%":
+            d = fmt[i + 1 : i + 2]
+            if d == "%":
+                literals.append((pos, ord("%")))
+                pos, i = pos + 1, i + 2
+                continue
+            if d not in _FIXED_WIDTH or d in fields:
+                return None
+            fields[d] = pos
+            pos, i = pos + _FIXED_WIDTH[d], i + 2
+            continue
+        if not (" " <= c <= "~"):
+            return None
+        literals.append((pos, ord(c)))
+        pos, i = pos + 1, i + 1
+    return (pos, fields, literals) if {"Y", "m", "d"} <= fields.keys() else None
+
+
+def _month_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(days from 1970-01-01 to the first of each month, days in each month), indexed [year - 1678, month]
+    for the years datetime64[ns] holds (month 0 unused)."""
+    first = np.arange("1678-01", "2262-01", dtype="datetime64[M]")
+    days = first.astype("datetime64[D]").astype(np.int64).reshape(-1, 12)
+    length = np.diff(np.append(days.ravel(), np.datetime64("2262-01-01", "D").astype(np.int64))).reshape(-1, 12)
+    pad = np.zeros((days.shape[0], 1), dtype=np.int64)
+    return np.hstack([pad, days]), np.hstack([pad, length])
+
+
+_MONTH_START, _MONTH_DAYS = _month_tables()
+
+
+def _fixed_width_times(s: pa.ChunkedArray, fmt: str) -> np.ndarray | None:
+    """Trimmed text times in a fixed-width format (``_fixed_layout``, e.g. ``%d.%m.%Y %H:%M:%S``) ->
+    naive datetime64[ns], NaT where a cell is empty; the digits are read straight from the column's bytes.
+    None when the format is not fixed-width or a present cell does not fit it exactly (other width, a
+    non-digit, a date that does not exist, a time out of range, a year outside datetime64[ns]): the
+    general parsers decide then, so this only ever agrees with them."""
+    layout = _fixed_layout(fmt)
+    if layout is None or not (pa.types.is_string(s.type) or pa.types.is_large_string(s.type)):
+        return None
+    width, fields, literals = layout
+    arr = s.combine_chunks() if isinstance(s, pa.ChunkedArray) else s
+    lengths = pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False)
+    present = lengths > 0
+    out = np.full(len(arr), np.iinfo(np.int64).min, dtype=np.int64)
+    n = int(present.sum())
+    if n == 0:
+        return out.view("datetime64[ns]")
+    if (lengths[present] != width).any():
+        return None
+    cells = arr if n == len(arr) else arr.filter(pa.array(present))
+    offsets = np.frombuffer(cells.buffers()[1], dtype=np.int64 if pa.types.is_large_string(s.type) else np.int32,
+                            count=len(cells) + 1, offset=cells.offset * (8 if pa.types.is_large_string(s.type) else 4))
+    # one row per character position (contiguous), the digits as 0..9 (anything else wraps above 9)
+    chars = np.frombuffer(cells.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0])).reshape(n, width).T.copy()
+    for at, byte in literals:
+        if (chars[at] != byte).any():
+            return None
+    digits = {f: chars[at : at + _FIXED_WIDTH[f]] - np.uint8(48) for f, at in fields.items()}
+    if any((v > 9).any() for v in digits.values()):
+        return None
+
+    def number(field: str) -> np.ndarray:
+        if field not in digits:
+            return np.zeros(n, dtype=np.int32)
+        v = digits[field][0].astype(np.int32)
+        for row in digits[field][1:]:
+            v *= 10
+            v += row
+        return v
+
+    y, mo, d, hh, mi, ss = (number(f) for f in ("Y", "m", "d", "H", "M", "S"))
+    if (y < 1678).any() or (y > 2261).any() or (mo < 1).any() or (mo > 12).any() or (hh > 23).any() or (mi > 59).any() or (ss > 59).any():
+        return None
+    y -= 1678
+    if (d < 1).any() or (d > _MONTH_DAYS[y, mo]).any():
+        return None
+    seconds = (hh * 60 + mi) * 60 + ss
+    days = _MONTH_START[y, mo]
+    days += d - 1
+    days *= 86_400
+    days += seconds
+    days *= 1_000_000_000
+    out[present] = days
+    return out.view("datetime64[ns]")
+
+
 def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> np.ndarray | None:
     """Text timestamps by Arrow (ISO 8601 without offsets, or a strptime format without %z/%Z), localized
     in the plant's time zone. None when a present cell fails to parse: the pandas rules decide then (a
@@ -437,18 +536,21 @@ def _arrow_times(ctx: _Ctx, col: pa.ChunkedArray, groups: np.ndarray | None) -> 
         return None
     fmt = spec.timestamp_format
     s = pc.utf8_trim_whitespace(col)
-    present = pc.fill_null(pc.greater(pc.utf8_length(s), 0), False).to_numpy(zero_copy_only=False)
     try:
         if fmt is None:
             t = pc.cast(s, pa.timestamp("ns"))
         elif "%z" in fmt or "%Z" in fmt or "%f" in fmt:
             return None
         else:
+            fixed = _fixed_width_times(s, fmt)
+            if fixed is not None:
+                return _local_to_utc(fixed, ctx.m.timezone, groups)
             t = _strptime_checked(s, fmt)
             if t is None:
                 return None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    present = pc.fill_null(pc.greater(pc.utf8_length(s), 0), False).to_numpy(zero_copy_only=False)
     ok = pc.is_valid(t).to_numpy(zero_copy_only=False)
     if (ok != present).any():
         return None

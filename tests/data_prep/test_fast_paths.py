@@ -167,6 +167,61 @@ def test_fast_path_rules_are_counted(tmp_path, monkeypatch):
     assert v.report.repaired_cells == {"out_of_limits": 19 + 1, "stuck": 90 + 119}
 
 
+# ------------------------------------------------------------------ fixed-width times against pandas
+
+FIXED_FORMATS = ["%d.%m.%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y", "%Y%m%d%H%M%S", "%d.%m.%Y %H:%M:%S %%", "%H:%M %d-%m-%Y"]
+
+
+@pytest.mark.parametrize("fmt", FIXED_FORMATS)
+def test_fixed_width_times_equal_pandas(fmt):
+    """Random instants over the whole datetime64[ns] range (leap days, month ends, empty cells) read from
+    their bytes equal pandas' ``to_datetime(format=...)`` of the same text."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(len(fmt))
+    lo, hi = pd.Timestamp("1678-01-01").value // 10**9, pd.Timestamp("2261-12-31").value // 10**9
+    seconds = np.concatenate([rng.integers(lo, hi, 4000), [pd.Timestamp(x).value // 10**9 for x in
+                              ("2024-02-29 23:59:59", "2000-02-29", "2026-12-31 23:59:59", "1970-01-01", "2100-02-28")]])
+    if "%S" not in fmt:
+        seconds -= seconds % (60 if "%M" in fmt else 86400)
+    text = [t.strftime(fmt) for t in pd.to_datetime(seconds, unit="s")]
+    text[7] = text[123] = None  # empty cells
+    got = readers._fixed_width_times(pa.chunked_array([text[:2000], text[2000:]], type=pa.string()), fmt)
+    want = pd.to_datetime(pd.Series(text, dtype=object), format=fmt).to_numpy(dtype="datetime64[ns]")
+    assert got is not None and np.array_equal(got, want, equal_nan=True)
+    assert np.isnat(got).sum() == 2
+
+
+@pytest.mark.parametrize("cells", [
+    ["01.03.2026 00:00:00", "31.02.2026 00:00:00"],  # no such day: pandas says NaT, Arrow's strptime says 3 March
+    ["01.03.2026 00:00:00", "1.03.2026 00:00:00"],  # another width (pandas reads it; the general parsers decide)
+    ["29.02.2025 12:00:00"],  # not a leap year
+    ["01.03.2026 24:00:00"], ["01.03.2026 00:60:00"], ["01.03.2026 00:00:60"], ["00.03.2026 00:00:00"], ["01.13.2026 00:00:00"],
+    ["01.03.2026T00:00:00"], ["01.03.2026 00:0a:00"], ["01.03.1677 00:00:00"], ["01.03.2262 00:00:00"],
+])
+def test_fixed_width_times_leave_what_does_not_fit_to_the_general_parsers(cells):
+    import pyarrow as pa
+
+    assert readers._fixed_width_times(pa.chunked_array([cells], type=pa.string()), "%d.%m.%Y %H:%M:%S") is None
+
+
+@pytest.mark.parametrize("fmt", ["%d.%m.%y", "%d %b %Y", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S%z", "%Y-%m", "%d.%m.%Y %I:%M %p", "%d.%m.%Y ä"])
+def test_fixed_width_layout_only_for_fixed_fields(fmt):
+    assert readers._fixed_layout(fmt) is None
+
+
+def test_fixed_width_path_reads_the_kiln_times(tmp_path, monkeypatch):
+    """The ``many_blocks_text_everywhere`` file (40,000 rows, ``%d.%m.%Y %H:%M:%S``) goes through the
+    fixed-width reader, not Arrow's strptime (and ``test_fast_path_equals_pandas_path`` finds the same
+    records as the pandas path)."""
+    used = []
+    real = readers._fixed_width_times
+    monkeypatch.setattr(readers, "_fixed_width_times", lambda s, fmt: used.append(real(s, fmt) is not None) or real(s, fmt))
+    monkeypatch.setattr(readers, "_strptime_checked", lambda *a: pytest.fail("strptime used"))
+    rec, _ = _read(_manifest(tmp_path, "many_blocks_text_everywhere"), True, monkeypatch)
+    assert used == [True] and rec.n_rows == 40_000 and not np.isnat(rec.wide.ts).any()
+
+
 # ------------------------------------------------------------------ array rules against the reference
 
 LONG_CASES = {
