@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                             "for configs/data/real/*.yaml use the shared data folder, e.g. ../shared/data")
         if name == "build":
             b.add_argument("--num-proc", type=int, default=1,
-                           help="plants prepared in parallel worker processes (below 8 MB of raw input: in this process)")
+                           help="plants prepared in parallel: worker processes, or threads of this process below 8 MB of raw input")
             b.add_argument("--shard-index", type=int, default=None, help="this task's shard (SLURM_ARRAY_TASK_ID)")
             b.add_argument("--num-shards", type=int, default=1, help="number of shards; > 1 writes parts only (merge after)")
             b.add_argument("--force", action="store_true", help="rebuild finished parts too")

@@ -53,13 +53,32 @@ def test_parallel_build_equals_single(reference, manifests, tmp_path, monkeypatc
     assert _hashes(out) == reference
 
 
-def test_small_inputs_skip_the_worker_pool(reference, manifests, tmp_path):
-    """A few MB of raw input are built in this process even with num_proc > 1 (a pool costs more)."""
+def test_small_inputs_use_threads_not_a_worker_pool(reference, manifests, tmp_path, monkeypatch):
+    """A few MB of raw input with num_proc > 1 are built in threads of this process (a pool of processes
+    costs more than it saves there): no child process runs, the parts run on two threads, under the C-heap
+    Arrow pool, which is restored afterwards; the corpus is the one a single thread builds."""
+    import threading
+
+    import pyarrow as pa
+
     assert corpus_mod._raw_bytes([load_manifest(p) for p in manifests]) < corpus_mod._POOL_MIN_BYTES
+    threads, pools = set(), set()
+    real = corpus_mod.prep_plant
+
+    def spy(*args, **kwargs):
+        threads.add(threading.get_ident())
+        pools.add(pa.default_memory_pool().backend_name)
+        time.sleep(0.05)  # long enough that the second worker thread takes a plant
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_mod, "prep_plant", spy)
+    pool_before = pa.default_memory_pool().backend_name
     out = tmp_path / "c"
     before = _children_cpu_s()
     build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
     assert _children_cpu_s() == before
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert pools == {pa.system_memory_pool().backend_name} and pa.default_memory_pool().backend_name == pool_before
     assert _hashes(out) == reference
 
 
