@@ -248,6 +248,7 @@ def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: li
     )
     text: dict[str, list] = {c: [] for c in text_cols}
     deferred: dict[int, list] = {}  # per text-holding column: (rows, cells) the pandas rules convert at the end
+    tokens: dict[int, set[str]] = {}  # per text-holding column: the text cells met so far (see _arrow_numeric)
     k = len(num_cols)
     values = np.empty((k, 0))
     bad = np.empty((k, 0), dtype=bool)
@@ -264,7 +265,8 @@ def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: li
             if c in as_text:
                 col = pa.chunked_array([col])
                 later: list = []
-                values[j, n : n + m], bad[j, n : n + m] = _arrow_numeric(col, spec.decimal, later) or _numeric(_arrow_strings(col), spec.decimal)
+                got = _arrow_numeric(col, spec.decimal, later, tokens.setdefault(j, set()))
+                values[j, n : n + m], bad[j, n : n + m] = got or _numeric(_arrow_strings(col), spec.decimal)
                 deferred.setdefault(j, []).extend((n + rows, cells) for rows, cells in later)
             else:  # Arrow parsed the floats (empty -> null -> NaN); a NaN that was a cell is the text "nan"
                 v = values[j, n : n + m]
@@ -357,13 +359,33 @@ def _arrow_time_type(spec: FileSpec) -> pa.DataType:
     return pa.timestamp("ns")  # Arrow's ISO 8601 parser rejects dates that do not exist
 
 
-def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+_MAX_TOKENS = 32
+"""Text cells remembered per column (see ``_arrow_numeric``'s ``tokens``)."""
+
+
+def _is_token(cell: str) -> bool:
+    """A cell that is text and no number whatever the rules: no digit in it, and not one of the spellings
+    of inf or nan (which Python's float accepts, as pandas does)."""
+    if not cell.strip() or any(ch.isdigit() for ch in cell):
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return True
+    return False
+
+
+def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = None,
+                   tokens: set[str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, non_numeric) by Arrow casts. A column with text in it (historian strings, padded cells)
     casts its plain numbers in Arrow and hands only the other cells to the pandas rules. None when even the
     plain numbers do not cast (the caller then converts the whole column with pandas). With ``deferred``
     (a list), the other cells are not converted here but appended as (positions, cells) and left NaN / not
     flagged: a caller converting a file block by block resolves them in one call at the end (the pandas
-    rules cost ~1.5 ms a call, whatever the number of cells)."""
+    rules cost ~1.5 ms a call, whatever the number of cells). With ``tokens`` (a set, kept by the caller
+    across the blocks of one column), the text cells met are remembered (``_is_token``: "Inp OutRange",
+    "Bad"): historians repeat a few strings, so a later block whose only text is those strings is one
+    cast with them set aside (not a number, as the pandas rules say) instead of the cell-by-cell route."""
     s = pc.replace_substring(col, decimal, ".") if decimal != "." else col
     try:
         v = np.array(pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
@@ -371,6 +393,13 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
         return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    if tokens:
+        known = pc.fill_null(pc.is_in(s, value_set=pa.array(sorted(tokens), type=pa.string())), False)
+        try:
+            v = np.array(pc.cast(pc.if_else(known, pa.scalar(None, pa.string()), s), pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+            return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     t = pc.utf8_trim_whitespace(s)
     # plain numbers: digits with an optional sign and one decimal point (cheaper than a regex per cell);
     # a cell this lets through but Arrow cannot cast ("+-5") sends the block to the pandas rules below
@@ -385,6 +414,8 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
     non_numeric = np.zeros(len(v), dtype=bool)
     if len(rest):  # the few other cells (text, "inf", "1,5" with decimal ".") by the pandas rules
         cells = pc.take(col, pa.array(rest))
+        if tokens is not None and len(tokens) < _MAX_TOKENS:
+            tokens.update(c for c in pc.unique(pc.take(s, pa.array(rest))).to_pylist()[:_MAX_TOKENS] if c is not None and _is_token(c))
         if deferred is not None:
             deferred.append((rest, cells))
         else:

@@ -222,6 +222,35 @@ def test_fixed_width_path_reads_the_kiln_times(tmp_path, monkeypatch):
     assert used == [True] and rec.n_rows == 40_000 and not np.isnat(rec.wide.ts).any()
 
 
+def test_historian_strings_are_remembered_per_column(tmp_path, monkeypatch):
+    """Once a column's first blocks met "Inp OutRange" and "Bad", a later block whose only text is those
+    strings is converted in one cast with them set aside; the records equal the pandas path's
+    (``test_fast_path_equals_pandas_path`` on the same file)."""
+    seen = []
+    real = readers._arrow_numeric
+
+    def spy(col, decimal, deferred=None, tokens=None):
+        before = None if tokens is None else set(tokens)
+        got = real(col, decimal, deferred, tokens)
+        seen.append((before, deferred))
+        return got
+
+    monkeypatch.setattr(readers, "_arrow_numeric", spy)
+    rec, v = _read(_manifest(tmp_path, "many_blocks_text_everywhere"), True, monkeypatch)
+    # T holds only "Inp OutRange" as text: after its first block, no cell is left to the pandas rules
+    quick = [deferred == [] for before, deferred in seen if before == {"Inp OutRange"}]
+    assert len(quick) >= 4 and all(quick)
+    assert rec.wide.non_numeric[rec.wide.tags.index("T")].sum() == sum(1 for i in range(40_000) if i % 997 == 5)
+
+
+@pytest.mark.parametrize("cell,token", [
+    ("Inp OutRange", True), ("Bad", True), (" Comm Fail ", True), ("inf", False), ("-Infinity", False), ("nan", False),
+    (" NaN ", False), ("12a", False), ("1,5", False), ("", False), ("  ", False), ("#N/A", True),
+])
+def test_only_text_without_digits_or_float_spellings_is_remembered(cell, token):
+    assert readers._is_token(cell) is token
+
+
 # ------------------------------------------------------------------ array rules against the reference
 
 LONG_CASES = {
