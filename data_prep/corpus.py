@@ -33,7 +33,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -240,6 +240,19 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_HASHER: list = [None, None]
+"""(pid, executor): one hashing thread per process (a forked worker makes its own)."""
+
+
+def _hash_in_background(paths: list[Path]) -> dict[str, Future]:
+    """Start hashing raw files in a background thread of this process, while they are parsed: hashlib
+    releases the GIL, so the content hashes of lineage cost no time on the parsing thread (a second read
+    of a file just read comes from the page cache). Returns {str(path): future of its sha256}."""
+    if _HASHER[0] != os.getpid():
+        _HASHER[:] = [os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="maxfm-sha256")]
+    return {str(p): _HASHER[1].submit(sha256_file, p) for p in paths}
+
+
 def _canonical_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -314,6 +327,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     for spec in m.files:
         try:
             paths = raw_paths(m, spec)
+            hashes = _hash_in_background(paths)
             size = sum(os.path.getsize(p) for p in paths)
             big = size >= _TRIM_AFTER_BYTES
             if big and _unreleased_input[0]:
@@ -337,7 +351,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
             blocks.extend(v.blocks)
             reports.append(v.report)
             quarantine.append(v.quarantine.assign(file=fid))
-            inputs.append({"file": fid, "sha256": sha256_file(rec.file), "rows": rec.n_rows})
+            inputs.append({"file": fid, "sha256": hashes[rec.file].result(), "rows": rec.n_rows})
             del rec, v
         if big:
             _release_memory()  # the raw records are gone: hand their memory back before alignment
