@@ -222,17 +222,27 @@ class _ArrowWide:
     """(len(numeric), n) float64 (NaN where empty or not a number)."""
     non_numeric: np.ndarray
     """(len(numeric), n) bool: a cell with text that is not a number."""
+    naive_ts: np.ndarray | None = None
+    """Naive local datetime64[ns] per row when the timestamp column was parsed block by block in a
+    fixed-width format (``_fixed_width_times``); its text is then not kept (``text`` has no blocks of it)."""
 
 
-def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: list[str],
-                  num_cols: list[str], as_text: set[str], time_type: pa.DataType) -> tuple[int, dict[str, list], np.ndarray, np.ndarray]:
-    """One pass over the file: (rows, text columns' blocks, values, non_numeric), the last two (columns,
-    rows) arrays with the numeric columns in ``num_cols`` order, filled block by block (no per-block copies
-    to concatenate at the end: their capacity is estimated from the first block and the file size, and
-    capacity never written is never touched, so it takes no memory). The timestamp column is parsed as
-    ``time_type`` while reading (a timestamp with the manifest's format, float epoch numbers, or plain
-    text). Raises ArrowInvalid when a typed column meets a cell it cannot parse."""
+def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: list[str], num_cols: list[str], as_text: set[str],
+                  time_type: pa.DataType) -> tuple[int, dict[str, list], np.ndarray, np.ndarray, np.ndarray | None]:
+    """One pass over the file: (rows, text columns' blocks, values, non_numeric, naive times), values and
+    non_numeric (columns, rows) arrays with the numeric columns in ``num_cols`` order, filled block by block
+    (no per-block copies to concatenate at the end: their capacity is estimated from the first block and
+    the file size, and capacity never written is never touched, so it takes no memory). The timestamp
+    column is parsed as ``time_type`` while reading (a timestamp with the manifest's format, float epoch
+    numbers, or plain text). Text times in a fixed-width ``timestamp_format`` are parsed block by block
+    into the naive times (``_fixed_width_times``; the text is not kept); when a block does not fit, the
+    naive times are None and the column's text is read again for the general parsers. Raises ArrowInvalid
+    when a typed column meets a cell it cannot parse."""
     spec = ctx.spec
+    fmt, ts_col = spec.timestamp_format, spec.timestamp_column
+    per_block = ts_col in text_cols and time_type == pa.string() and fmt is not None and _fixed_layout(fmt) is not None
+    naive = np.empty(0, dtype=np.int64) if per_block else None
+    reread = False
     types = {auto[pos[c]]: (time_type if c == spec.timestamp_column else pa.string()) for c in text_cols}
     types.update({auto[pos[c]]: (pa.string() if c in as_text else pa.float64()) for c in num_cols})
     block_size = 1 << 18
@@ -258,8 +268,20 @@ def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: li
         if n + m > values.shape[1]:  # first block: room for the whole file at its density, plus 10 %; later: double
             cap = int(m * ctx.path.stat().st_size / block_size * 1.1) + 1024 if n == 0 else 2 * values.shape[1]
             values, bad = _grown(values, n, max(cap, n + m)), _grown(bad, n, max(cap, n + m))
+            if naive is not None:
+                naive = _grown(naive[None], n, max(cap, n + m))[0]
         for c, acc in text.items():
-            acc.append(batch.column(auto[pos[c]]))
+            col = batch.column(auto[pos[c]])
+            if c == ts_col and naive is not None:
+                # untrimmed first: a cell with spaces around it does not fit, and the trimmed text is tried
+                got = _fixed_width_times(col, fmt)
+                got = _fixed_width_times(pc.utf8_trim_whitespace(col), fmt) if got is None else got
+                if got is not None:
+                    naive[n : n + m] = got.view(np.int64)
+                    continue
+                naive, reread = None, True  # the general parsers take the whole column: its text is read again
+            if not (c == ts_col and reread):
+                acc.append(col)
         for j, c in enumerate(num_cols):
             col = batch.column(auto[pos[c]])
             if c in as_text:
@@ -278,7 +300,15 @@ def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: li
             rows = np.concatenate([r for r, _ in parts])
             cells = pa.chunked_array([c for _, c in parts], type=parts[0][1].type)
             values[j, rows], bad[j, rows] = _numeric(pd.Series(cells.to_numpy(), dtype=object), spec.decimal)
-    return n, text, values[:, :n], bad[:, :n]
+    if reread:
+        text[ts_col] = pacsv.read_csv(
+            str(ctx.path),
+            read_options=pacsv.ReadOptions(column_names=auto, skip_rows=1 if spec.header else 0, block_size=block_size),
+            parse_options=pacsv.ParseOptions(delimiter=spec.delimiter),
+            convert_options=pacsv.ConvertOptions(include_columns=[auto[pos[ts_col]]], column_types={auto[pos[ts_col]]: pa.string()},
+                                                 strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True),
+        ).column(0).chunks
+    return n, text, values[:, :n], bad[:, :n], None if naive is None else naive[:n].view("datetime64[ns]")
 
 
 def _grown(a: np.ndarray, n: int, cap: int) -> np.ndarray:
@@ -335,7 +365,7 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
             continue
         except (pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
             return None
-        n, text, values, non_numeric = got
+        n, text, values, non_numeric, naive_ts = got
         break
     else:
         return None
@@ -343,7 +373,8 @@ def _arrow_read_wide(ctx: _Ctx, keep_text: set[str], wanted: set[str]) -> _Arrow
         return None
     pa.default_memory_pool().release_unused()  # the parsed blocks are gone: give their memory back now
     types = {c: (time_type if c == spec.timestamp_column else pa.string()) for c in text}
-    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=types[c]) for c, acc in text.items()}, num_cols, values, non_numeric)
+    return _ArrowWide(columns, n, {c: pa.chunked_array(acc, type=types[c]) for c, acc in text.items()}, num_cols, values, non_numeric,
+                      naive_ts)
 
 
 def _arrow_time_type(spec: FileSpec) -> pa.DataType:
@@ -486,7 +517,8 @@ def _fixed_layout(fmt: str) -> tuple[int, dict[str, int], list[tuple[int, int]]]
             return None
         literals.append((pos, ord(c)))
         pos, i = pos + 1, i + 1
-    return (pos, fields, literals) if {"Y", "m", "d"} <= fields.keys() else None
+    # a format with spaces at its ends would meet the cells only after trimming: left to strptime
+    return (pos, fields, literals) if {"Y", "m", "d"} <= fields.keys() and fmt == fmt.strip() else None
 
 
 def _month_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -842,7 +874,10 @@ def read_wide_csv(m: PlantManifest, spec: FileSpec, path: Path, key: str = "file
     if spec.timestamp_column is None:
         ts = _steps(_origin(spec, m.timezone), np.arange(n, dtype=float), float(spec.row_interval_s))
     else:
-        ts = None if fast is None else _typed_times(ctx, fast.text[spec.timestamp_column], groups)
+        if fast is not None and fast.naive_ts is not None:
+            ts = _local_to_utc(fast.naive_ts, m.timezone, groups)
+        else:
+            ts = None if fast is None else _typed_times(ctx, fast.text[spec.timestamp_column], groups)
         if ts is None:
             ts = _timestamps(ctx, text(spec.timestamp_column), groups)
     tag_cols = [c for c in columns if c in known and c not in used]

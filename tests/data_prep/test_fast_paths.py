@@ -75,6 +75,17 @@ CASES = {
             for i in range(40_000)
         ),
     ),
+    # times parsed block by block in a fixed-width format: a padded cell in an early block (parsed after
+    # trimming) and a day that does not exist in a late block (the column's text is read again and the
+    # general parsers decide, with NaT for that row)
+    "late_bad_time_after_blocks": (
+        {"timestamp_format": "%d.%m.%Y %H:%M:%S", "tz": "Europe/Berlin"},
+        "timestamp,T,P\n" + "".join(
+            f"{' ' if i == 100 else ''}{1 + i // 86400:02d}.03.2026 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
+            f"{' ' if i == 100 else ''},{i % 90},{i % 7}\n" if i != 39_000 else "31.02.2026 00:00:00,1,2\n"
+            for i in range(40_000)
+        ),
+    ),
 }
 
 
@@ -219,7 +230,21 @@ def test_fixed_width_path_reads_the_kiln_times(tmp_path, monkeypatch):
     monkeypatch.setattr(readers, "_fixed_width_times", lambda s, fmt: used.append(real(s, fmt) is not None) or real(s, fmt))
     monkeypatch.setattr(readers, "_strptime_checked", lambda *a: pytest.fail("strptime used"))
     rec, _ = _read(_manifest(tmp_path, "many_blocks_text_everywhere"), True, monkeypatch)
-    assert used == [True] and rec.n_rows == 40_000 and not np.isnat(rec.wide.ts).any()
+    assert len(used) >= 3 and all(used) and rec.n_rows == 40_000 and not np.isnat(rec.wide.ts).any()  # one call per block
+
+
+def test_a_late_block_that_does_not_fit_sends_the_whole_time_column_to_the_general_parsers(tmp_path, monkeypatch):
+    """In "late_bad_time_after_blocks" the blocks before 31.02. are parsed by the fixed-width reader; at
+    that block the column's text is read again and Arrow's checked strptime says no (the day does not
+    exist), so the pandas rules read it: one NaT, every other row at its time."""
+    reread, general = [], []
+    real_read, real_times = readers.pacsv.read_csv, readers._timestamps
+    monkeypatch.setattr(readers.pacsv, "read_csv", lambda *a, **k: reread.append(k["convert_options"].include_columns) or real_read(*a, **k))
+    monkeypatch.setattr(readers, "_timestamps", lambda *a, **k: general.append(1) or real_times(*a, **k))
+    rec, _ = _read(_manifest(tmp_path, "late_bad_time_after_blocks"), True, monkeypatch)
+    assert reread == [["c0"]] and general == [1]
+    nat = np.flatnonzero(np.isnat(rec.wide.ts))
+    assert nat.tolist() == [39_000] and rec.n_rows == 40_000
 
 
 def test_historian_strings_are_remembered_per_column(tmp_path, monkeypatch):
