@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import glob
 import io
 import re
@@ -418,19 +419,16 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
     "Bad"): historians repeat a few strings, so a later block whose only text is those strings is one
     cast with them set aside (not a number, as the pandas rules say) instead of the cell-by-cell route."""
     s = pc.replace_substring(col, decimal, ".") if decimal != "." else col
-    try:
-        v = np.array(pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
-        # a cell that casts to NaN is the text "nan": not a number (the pandas rules say the same)
-        return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    if tokens:
-        known = pc.fill_null(pc.is_in(s, value_set=pa.array(sorted(tokens), type=pa.string())), False)
+    # the strings met before set aside (first: a column that had them has them again), then the plain cast
+    for aside in ([tokens] if tokens else []) + [None]:
         try:
-            v = np.array(pc.cast(pc.if_else(known, pa.scalar(None, pa.string()), s), pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
-            return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
+            cast = s if aside is None else pc.if_else(pc.fill_null(pc.is_in(s, value_set=pa.array(sorted(aside), type=pa.string())), False),
+                                                      pa.scalar(None, pa.string()), s)
+            v = np.array(pc.cast(cast, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
+            continue
+        # a cell that casts to NaN is the text "nan" or a string set aside: not a number (the pandas rules say the same)
+        return v, np.isnan(v) & pc.is_valid(col).to_numpy(zero_copy_only=False)
     t = pc.utf8_trim_whitespace(s)
     # plain numbers: digits with an optional sign and one decimal point (cheaper than a regex per cell);
     # a cell this lets through but Arrow cannot cast ("+-5") sends the block to the pandas rules below
@@ -443,10 +441,16 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
     plain_np = plain.to_numpy(zero_copy_only=False)
     rest = np.flatnonzero(~plain_np & pc.is_valid(t).to_numpy(zero_copy_only=False))
     non_numeric = np.zeros(len(v), dtype=bool)
+    if len(rest) and tokens is not None:  # remember the strings; they are not numbers (v is NaN there already)
+        text = pc.take(s, pa.array(rest))
+        new = [c for c in pc.unique(text).to_pylist()[:_MAX_TOKENS] if c is not None and _is_token(c)]
+        tokens.update(new[: max(0, _MAX_TOKENS - len(tokens))])
+        if tokens:
+            aside = pc.fill_null(pc.is_in(text, value_set=pa.array(sorted(tokens), type=pa.string())), False).to_numpy(zero_copy_only=False)
+            non_numeric[rest[aside]] = True
+            rest = rest[~aside]
     if len(rest):  # the few other cells (text, "inf", "1,5" with decimal ".") by the pandas rules
         cells = pc.take(col, pa.array(rest))
-        if tokens is not None and len(tokens) < _MAX_TOKENS:
-            tokens.update(c for c in pc.unique(pc.take(s, pa.array(rest))).to_pylist()[:_MAX_TOKENS] if c is not None and _is_token(c))
         if deferred is not None:
             deferred.append((rest, cells))
         else:
@@ -494,6 +498,7 @@ _FIXED_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
 """The strptime fields a fixed-width format may hold (zero-padded; ``%Y`` four digits)."""
 
 
+@functools.lru_cache(maxsize=64)
 def _fixed_layout(fmt: str) -> tuple[int, dict[str, int], list[tuple[int, int]]] | None:
     """(width, {field: position}, [(position, byte)] of the literal characters) of a format made only of
     ``_FIXED_WIDTH`` fields, ``%%`` and printable ASCII characters, with a year, month and day; else None."""
