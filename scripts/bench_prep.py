@@ -5,7 +5,8 @@ Both sides convert the same raw files of the synthetic plants (``data_prep.sim.p
 * **MAX-FM**: ``data_prep.corpus.build_corpus(manifests, out, PrepConfig(), num_proc=1)``: read, validate
   (every row kept / repaired / quarantined with a reason), align, scale, split, write Arrow + manifest.
   Run twice: in one process, and with ``num_proc`` = the usable CPU cores (at least 2), which is how the
-  builder is meant to run on a machine with several cores (plants are prepared in parallel worker processes).
+  builder is meant to run on a machine with several cores (plants are prepared in parallel: worker
+  processes from 8 MB of raw input on, threads of the one process below that).
 * **Chronos-style baseline**: what Chronos's training-data conversion does (``convert_to_arrow`` in the
   chronos-forecasting README): read each file with pandas (wide CSV with the manifest's delimiter and
   decimal mark; long Parquet pivoted to wide), one univariate series per tag (start timestamp + float32
@@ -137,12 +138,19 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     else:
         n_out = sum(_baseline_plant(Path(p), out_dir) for p in manifests)
     seconds = time.perf_counter() - t0
+    pool = False  # did the parallel build use worker processes (the builder's rule, after the clock stopped)?
+    if method == "maxfm_par":
+        from data_prep.corpus import _POOL_MIN_BYTES, _manifest, _raw_bytes
+
+        pool = _raw_bytes([_manifest(p, None) for p in manifests]) >= _POOL_MIN_BYTES
     out_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     import resource
 
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process (Linux: KiB)
-    return {"seconds": seconds, "rss_imports_mb": rss_imports, "peak_rss_mb": _peak_rss_mb(),
-            "vm_hwm_mb": _hwm_mb(), "out_bytes": out_bytes, "series_out": n_out, "worker_peak_rss_mb": workers or None}
+    # the largest worker process (Linux: KiB); none when the parts were built in threads of this process
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if pool else None
+    return {"seconds": seconds, "rss_imports_mb": rss_imports, "peak_rss_mb": _peak_rss_mb(), "vm_hwm_mb": _hwm_mb(),
+            "out_bytes": out_bytes, "series_out": n_out, "worker_peak_rss_mb": workers or None,
+            "parallel": None if method != "maxfm_par" else "processes" if pool else "threads"}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -396,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                            rss_imports_mb=max(r["rss_imports_mb"] for r in ok), peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
                            vm_hwm_mb=max((r["vm_hwm_mb"] for r in ok if r["vm_hwm_mb"] is not None), default=None),
                            out_bytes=best["out_bytes"],
-                           worker_peak_rss_mb=max((r.get("worker_peak_rss_mb") or 0 for r in ok), default=0) or None)
+                           worker_peak_rss_mb=max((r.get("worker_peak_rss_mb") or 0 for r in ok), default=0) or None,
+                           parallel=best.get("parallel"))
             rows.append(row)
     rat = ratios(rows)
     print()

@@ -41,7 +41,9 @@ def test_quick_maxfm_rows(quick):
     par = _rows(result, "maxfm_par")
     assert {r["input"] for r in par} == {"1x", "10x plants", "10x history"}
     assert all(r["num_proc"] >= 2 and r["validation"] is True and r["mpoints_s"] > 0 for r in par)
-    assert all(r["worker_peak_rss_mb"] > 0 for r in par)  # the plants were prepared in worker processes
+    # the --quick inputs are below the worker pool's 8 MB: the plants were prepared in threads, no worker process
+    assert all(r["parallel"] == "threads" and r["worker_peak_rss_mb"] is None for r in par)
+    assert all(r["parallel"] is None for r in rows)
     assert "ratio" in stdout
 
 
