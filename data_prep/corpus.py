@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -325,6 +326,7 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
     blocks, reports, quarantine, inputs, bad_files = [], [], [], [], []
     any_big = False
     for spec in m.files:
+        hashes: dict[str, Future] = {}
         try:
             paths = raw_paths(m, spec)
             hashes = _hash_in_background(paths)
@@ -339,6 +341,9 @@ def prep_plant(m: PlantManifest, cfg: PrepConfig, names: Names) -> PlantResult:
                 _release_memory()  # the parser's buffers are gone: return them before validation allocates
         except Exception as e:  # a bad file never aborts the job: quarantine it with its reason
             bad_files.append({"file": names("file", spec.path), "reason": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
+            for f in hashes.values():  # no hashing left running once the plant is done (a worker pool may fork next)
+                f.cancel()
+            futures_wait(hashes.values())
             continue
         records.reverse()
         while records:  # each file's raw records are dropped as soon as it is validated
@@ -821,14 +826,12 @@ def build_parts(
                 done[futures[fut]] = fut.result()
                 bar.update()
         results = [done[i] for i in range(len(jobs))]
-        if _unreleased_input[0]:
-            _release_unreleased()
     else:
         for job in jobs:
             results.append(_build_part_job(job))
             bar.update()
-        if _unreleased_input[0]:  # what the last small plants left goes before the merge allocates
-            _release_unreleased()
+    if _unreleased_input[0]:  # what the last small plants left in this process goes before the merge allocates
+        _release_unreleased()
     bar.close()
     for info in results:
         verb = "reused" if info["reused"] else "built"
