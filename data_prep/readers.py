@@ -387,7 +387,7 @@ def _arrow_time_type(spec: FileSpec) -> pa.DataType:
     if spec.timestamp_unit is not None:
         return pa.float64()
     if spec.timestamp_format is not None:
-        return pa.string()  # parsed after reading: _fixed_width_times, or strptime checked against the text
+        return pa.string()  # parsed from the text: _fixed_width_times per block, or strptime checked against it
     return pa.timestamp("ns")  # Arrow's ISO 8601 parser rejects dates that do not exist
 
 
