@@ -545,11 +545,12 @@ def _cached_by_file(what: str, path: str | Path, extra: str, build: Callable[[],
     if st is None:
         return build()
     key = (what, str(path), str(p), st.st_size, st.st_mtime_ns, extra)
-    if key not in _BY_FILE:
+    value = _BY_FILE.get(key)
+    if value is None:  # a plant thread may clear the cache meanwhile: the value is returned from here, not from it
         if len(_BY_FILE) > 8192:
             _BY_FILE.clear()
-        _BY_FILE[key] = build()
-    return _BY_FILE[key]
+        value = _BY_FILE[key] = build()
+    return value
 
 
 def _manifest(path: str | Path, data_root: str | Path | None) -> PlantManifest:
@@ -764,6 +765,10 @@ def select_plants(manifest_paths: list[str | Path], cfg: PrepConfig, data_root: 
     return Selection(inc, len(manifests) - len(inc))
 
 
+PARTS_IN = "[prep] parts built in"
+"""How ``build_parts`` says where the parts were built ("... 2 worker processes", "... 2 threads", "... this
+process, one after the other")."""
+
 _POOL_MIN_BYTES = 8 << 20
 """Below this much raw input, ``num_proc`` > 1 builds the parts in threads of this process instead of
 worker processes: starting a worker pool (forked processes warming up) costs more than it saves on a few
@@ -811,22 +816,30 @@ def build_parts(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc="prep plants", unit="plant", disable=None)
+    workers = min(num_proc, len(jobs))
     if num_proc > 1 and len(jobs) > 1 and _raw_bytes(mine, enough=_POOL_MIN_BYTES) >= _POOL_MIN_BYTES:
-        with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs))) as ex:
+        log(f"{PARTS_IN} {workers} worker processes")
+        with ProcessPoolExecutor(max_workers=workers) as ex:
             for info in ex.map(_build_part_job, jobs):
                 results.append(info)
                 bar.update()
     elif num_proc > 1 and len(jobs) > 1:
+        log(f"{PARTS_IN} {workers} threads")
         sizes = [_raw_bytes([m]) for m in mine]
         done: dict[int, dict] = {}
-        with _arrow_prep_pool(), ThreadPoolExecutor(max_workers=min(num_proc, len(jobs))) as ex:
+        with _arrow_prep_pool(), ThreadPoolExecutor(max_workers=workers) as ex:
             # the biggest plants first, so that no big one starts last; results in plant order all the same
             futures = {ex.submit(_build_part_job, jobs[i]): i for i in sorted(range(len(jobs)), key=lambda i: -sizes[i])}
-            for fut in as_completed(futures):
-                done[futures[fut]] = fut.result()
-                bar.update()
+            try:
+                for fut in as_completed(futures):
+                    done[futures[fut]] = fut.result()
+                    bar.update()
+            except BaseException:  # a failed plant (or Ctrl-C): the plants not started yet are not started
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
         results = [done[i] for i in range(len(jobs))]
     else:
+        log(f"{PARTS_IN} this process, one after the other")
         for job in jobs:
             results.append(_build_part_job(job))
             bar.update()

@@ -241,7 +241,8 @@ def _arrow_blocks(ctx: _Ctx, auto: list[str], pos: dict[str, int], text_cols: li
     when a typed column meets a cell it cannot parse."""
     spec = ctx.spec
     fmt, ts_col = spec.timestamp_format, spec.timestamp_column
-    per_block = ts_col in text_cols and time_type == pa.string() and fmt is not None and _fixed_layout(fmt) is not None
+    per_block = (ts_col in text_cols and ts_col != spec.series_column and time_type == pa.string() and fmt is not None
+                 and _fixed_layout(fmt) is not None)
     naive = np.empty(0, dtype=np.int64) if per_block else None
     reread = False
     types = {auto[pos[c]]: (time_type if c == spec.timestamp_column else pa.string()) for c in text_cols}
@@ -398,10 +399,11 @@ _MAX_TOKENS = 32
 def _is_token(cell: str) -> bool:
     """A cell that is text and no number whatever the rules: no digit in it, and not one of the spellings
     of inf or nan (which Python's float accepts, as pandas does)."""
-    if not cell.strip() or any(ch.isdigit() for ch in cell):
+    stripped = cell.strip()  # as the pandas rules strip (float() itself keeps some separators, e.g. \x1f)
+    if not stripped or any(ch.isdigit() for ch in stripped):
         return False
     try:
-        float(cell)
+        float(stripped)
     except ValueError:
         return True
     return False
@@ -502,6 +504,8 @@ _FIXED_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
 def _fixed_layout(fmt: str) -> tuple[int, dict[str, int], list[tuple[int, int]]] | None:
     """(width, {field: position}, [(position, byte)] of the literal characters) of a format made only of
     ``_FIXED_WIDTH`` fields, ``%%`` and printable ASCII characters, with a year, month and day; else None."""
+    if "%z" in fmt or "%Z" in fmt:  # even as a literal ("%%z"): the pandas rules read such a format as zone-aware
+        return None
     fields: dict[str, int] = {}
     literals: list[tuple[int, int]] = []
     i = pos = 0

@@ -121,7 +121,7 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if method in MAXFM:
-        from data_prep.corpus import PrepConfig, build_corpus
+        from data_prep.corpus import PARTS_IN, PrepConfig, build_corpus
     else:
         import numpy  # noqa: F401
         import pandas  # noqa: F401
@@ -132,17 +132,17 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    logs: list[str] = []
     if method in MAXFM:
-        build_corpus(manifests, out_dir, PrepConfig(), num_proc=NUM_PROC if method == "maxfm_par" else 1, log=lambda *_: None)
+        build_corpus(manifests, out_dir, PrepConfig(), num_proc=NUM_PROC if method == "maxfm_par" else 1, log=logs.append)
         n_out = None
     else:
         n_out = sum(_baseline_plant(Path(p), out_dir) for p in manifests)
     seconds = time.perf_counter() - t0
-    pool = False  # did the parallel build use worker processes (the builder's rule, after the clock stopped)?
-    if method == "maxfm_par":
-        from data_prep.corpus import _POOL_MIN_BYTES, _manifest, _raw_bytes
-
-        pool = _raw_bytes([_manifest(p, None) for p in manifests]) >= _POOL_MIN_BYTES
+    # where the builder says it built the parts: worker processes, threads, or this process alone
+    where = next((line for line in logs if line.startswith(PARTS_IN)), "") if method in MAXFM else ""
+    parallel = "processes" if where.endswith("worker processes") else "threads" if where.endswith("threads") else None
+    pool = parallel == "processes"
     out_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     import resource
 
@@ -150,7 +150,7 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if pool else None
     return {"seconds": seconds, "rss_imports_mb": rss_imports, "peak_rss_mb": _peak_rss_mb(), "vm_hwm_mb": _hwm_mb(),
             "out_bytes": out_bytes, "series_out": n_out, "worker_peak_rss_mb": workers or None,
-            "parallel": None if method != "maxfm_par" else "processes" if pool else "threads"}
+            "parallel": parallel}
 
 
 # ---------------------------------------------------------------------------------------------- inputs

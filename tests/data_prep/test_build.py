@@ -46,10 +46,11 @@ def _children_cpu_s() -> float:
 
 def test_parallel_build_equals_single(reference, manifests, tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_mod, "_POOL_MIN_BYTES", 0)  # the test plants are small: use the pool anyway
-    out = tmp_path / "c"
+    out, logs = tmp_path / "c", []
     before = _children_cpu_s()
-    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
+    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=logs.append)
     assert _children_cpu_s() > before  # worker processes did the parts
+    assert f"{corpus_mod.PARTS_IN} 2 worker processes" in logs
     assert _hashes(out) == reference
 
 
@@ -73,10 +74,10 @@ def test_small_inputs_use_threads_not_a_worker_pool(reference, manifests, tmp_pa
 
     monkeypatch.setattr(corpus_mod, "prep_plant", spy)
     pool_before = pa.default_memory_pool().backend_name
-    out = tmp_path / "c"
+    out, logs = tmp_path / "c", []
     before = _children_cpu_s()
-    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=lambda *_: None)
-    assert _children_cpu_s() == before
+    build_corpus(manifests, out, PrepConfig(), num_proc=2, log=logs.append)
+    assert _children_cpu_s() == before and f"{corpus_mod.PARTS_IN} 2 threads" in logs
     assert len(threads) == 2 and threading.get_ident() not in threads
     assert pools == {pa.system_memory_pool().backend_name} and pa.default_memory_pool().backend_name == pool_before
     assert _hashes(out) == reference

@@ -75,6 +75,21 @@ CASES = {
             for i in range(40_000)
         ),
     ),
+    # found by review: a format with a literal "%Z" (the pandas rules read it as zone-aware, so the
+    # fixed-width reader must not take it), a series column that is the time column (its text is needed),
+    # and infinity spelled with separator characters around it (pandas strips them: a number, not text)
+    "literal_percent_z_format": (
+        {"timestamp_format": "%Y-%m-%d %H:%M %%Z", "tz": "Europe/Berlin"},
+        "timestamp,T,P\n2026-01-01 00:00 %Z,1,2\n2026-01-01 00:01 %Z,3,4\n",
+    ),
+    "series_column_is_the_time_column": (
+        {"timestamp_format": "%d.%m.%Y %H:%M", "series_column": "timestamp"},
+        "timestamp,T,P\n01.01.2026 00:00,1,2\n01.01.2026 00:01,3,4\n",
+    ),
+    "separator_chars_around_inf": (
+        {}, "timestamp,T,P\n2026-01-01 00:00:00,1,2\n2026-01-01 00:00:01,\x1finf,3\n2026-01-01 00:00:02,Bad,\x1c-Infinity\n"
+            "2026-01-01 00:00:03,\x1dINF,Bad\n",
+    ),
     # times parsed block by block in a fixed-width format: a padded cell in an early block (parsed after
     # trimming) and a day that does not exist in a late block (the column's text is read again and the
     # general parsers decide, with NaT for that row)
@@ -260,17 +275,24 @@ def test_historian_strings_are_remembered_per_column(tmp_path, monkeypatch):
         seen.append((before, deferred))
         return got
 
+    cell_by_cell = []  # the route for blocks with text: its plain-number test runs once per such block
+    real_decimal = readers.pc.ascii_is_decimal
+    monkeypatch.setattr(readers.pc, "ascii_is_decimal", lambda *a, **k: cell_by_cell.append(1) or real_decimal(*a, **k))
     monkeypatch.setattr(readers, "_arrow_numeric", spy)
     rec, v = _read(_manifest(tmp_path, "many_blocks_text_everywhere"), True, monkeypatch)
     # T holds only "Inp OutRange" as text: after its first block, no cell is left to the pandas rules
     quick = [deferred == [] for before, deferred in seen if before == {"Inp OutRange"}]
     assert len(quick) >= 4 and all(quick)
+    # ... and no block goes cell by cell: T once (its first block), P in every block (padded " 1,5 ")
+    blocks = len(seen) // 2
+    assert len(cell_by_cell) == blocks + 1
     assert rec.wide.non_numeric[rec.wide.tags.index("T")].sum() == sum(1 for i in range(40_000) if i % 997 == 5)
 
 
 @pytest.mark.parametrize("cell,token", [
     ("Inp OutRange", True), ("Bad", True), (" Comm Fail ", True), ("inf", False), ("-Infinity", False), ("nan", False),
-    (" NaN ", False), ("12a", False), ("1,5", False), ("", False), ("  ", False), ("#N/A", True),
+    (" NaN ", False), ("12a", False), ("1,5", False), ("", False), ("  ", False), ("#N/A", True), ("\x1finf", False),
+    ("\x1c-Infinity ", False),
 ])
 def test_only_text_without_digits_or_float_spellings_is_remembered(cell, token):
     assert readers._is_token(cell) is token
