@@ -409,6 +409,11 @@ def _is_token(cell: str) -> bool:
     return False
 
 
+def _among(cells, tokens: set[str]):
+    """Boolean Arrow mask: which cells are one of ``tokens`` (a null cell is not)."""
+    return pc.fill_null(pc.is_in(cells, value_set=pa.array(sorted(tokens), type=pa.string())), False)
+
+
 def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = None,
                    tokens: set[str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, non_numeric) by Arrow casts. A column with text in it (historian strings, padded cells)
@@ -424,8 +429,7 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
     # the strings met before set aside (first: a column that had them has them again), then the plain cast
     for aside in ([tokens] if tokens else []) + [None]:
         try:
-            cast = s if aside is None else pc.if_else(pc.fill_null(pc.is_in(s, value_set=pa.array(sorted(aside), type=pa.string())), False),
-                                                      pa.scalar(None, pa.string()), s)
+            cast = s if aside is None else pc.if_else(_among(s, aside), pa.scalar(None, pa.string()), s)
             v = np.array(pc.cast(cast, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
@@ -448,7 +452,7 @@ def _arrow_numeric(col: pa.ChunkedArray, decimal: str, deferred: list | None = N
         new = [c for c in pc.unique(text).to_pylist()[:_MAX_TOKENS] if c is not None and _is_token(c)]
         tokens.update(new[: max(0, _MAX_TOKENS - len(tokens))])
         if tokens:
-            aside = pc.fill_null(pc.is_in(text, value_set=pa.array(sorted(tokens), type=pa.string())), False).to_numpy(zero_copy_only=False)
+            aside = _among(text, tokens).to_numpy(zero_copy_only=False)
             non_numeric[rest[aside]] = True
             rest = rest[~aside]
     if len(rest):  # the few other cells (text, "inf", "1,5" with decimal ".") by the pandas rules
@@ -563,8 +567,8 @@ def _fixed_width_times(s: pa.ChunkedArray, fmt: str) -> np.ndarray | None:
     if (lengths[present] != width).any():
         return None
     cells = arr if n == len(arr) else arr.filter(pa.array(present))
-    offsets = np.frombuffer(cells.buffers()[1], dtype=np.int64 if pa.types.is_large_string(s.type) else np.int32,
-                            count=len(cells) + 1, offset=cells.offset * (8 if pa.types.is_large_string(s.type) else 4))
+    offset_type = np.dtype(np.int64 if pa.types.is_large_string(s.type) else np.int32)
+    offsets = np.frombuffer(cells.buffers()[1], dtype=offset_type, count=len(cells) + 1, offset=cells.offset * offset_type.itemsize)
     # one row per character position (contiguous), the digits as 0..9 (anything else wraps above 9)
     chars = np.frombuffer(cells.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0])).reshape(n, width).T.copy()
     for at, byte in literals:

@@ -142,12 +142,11 @@ def child(method: str, manifests: list[str], out: str) -> dict:
     # where the builder says it built the parts: worker processes, threads, or this process alone
     where = next((line for line in logs if line.startswith(PARTS_IN)), "") if method in MAXFM else ""
     parallel = "processes" if where.endswith("worker processes") else "threads" if where.endswith("threads") else None
-    pool = parallel == "processes"
     out_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     import resource
 
     # the largest worker process (Linux: KiB); none when the parts were built in threads of this process
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if pool else None
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if parallel == "processes" else None
     return {"seconds": seconds, "rss_imports_mb": rss_imports, "peak_rss_mb": _peak_rss_mb(), "vm_hwm_mb": _hwm_mb(),
             "out_bytes": out_bytes, "series_out": n_out, "worker_peak_rss_mb": workers or None,
             "parallel": parallel}
